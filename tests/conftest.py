@@ -1,0 +1,26 @@
+"""Shared test set-up: offline Hub, a per-session decode cache, and the location of the real data."""
+
+import os
+from pathlib import Path
+
+# Must be set before datasets / huggingface_hub are imported anywhere in the test session.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _digit_cache(tmp_path_factory):
+    os.environ["DIGITS_CACHE_DIR"] = str(tmp_path_factory.mktemp("digit-cache"))
+
+
+@pytest.fixture
+def shared_data():
+    """The real datasets of ../shared/data; tests that need them are skipped where they are absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set SHARED_DATA)")
+    return SHARED_DATA
