@@ -1,0 +1,128 @@
+"""The `python -m pipelines.ddim` commands: sample, score and noise."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from pipelines import ddim
+from pipelines.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    folder = tmp_path_factory.mktemp("model")
+    unet.save_pretrained(folder)
+    return folder
+
+
+def sample_args(model_dir, noise_dir, output_dir, *extra):
+    return [
+        "--pretrained",
+        str(model_dir),
+        "--noise_dir",
+        str(noise_dir),
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
+
+
+def test_sample_writes_one_png_per_noise_equal_to_the_pipeline(model_dir, tmp_path):
+    ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "3", "--resolution", "8"])
+    written = ddim.main(
+        sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "5")
+    )
+    assert [p.name for p in written] == ["00.png", "01.png", "02.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png", "02.png"]  # no temporary files left
+
+    pipe = DDIMFromNoisePipeline.from_pretrained(model_dir, preset="course")
+    pipe.set_progress_bar_config(disable=True)
+    noise = torch.load(tmp_path / "noise" / "01.pt", weights_only=True)
+    expected = np.asarray(pipe(noise, num_inference_steps=5).images[0])
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(tmp_path / "out" / "01.png")), expected)
+
+
+def test_eta_positive_is_seeded_per_image_and_independent_of_batch_size(model_dir, tmp_path):
+    ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "3", "--resolution", "8"])
+    common = ["--eta", "0.5", "--num_inference_steps", "4", "--preset", "diffusers"]
+    ddim.main(
+        sample_args(
+            model_dir, tmp_path / "noise", tmp_path / "a", *common, "--seed", "1", "--batch_size", "2"
+        )
+    )
+    ddim.main(
+        sample_args(
+            model_dir, tmp_path / "noise", tmp_path / "b", *common, "--seed", "1", "--batch_size", "3"
+        )
+    )
+    ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "c", *common, "--seed", "2"))
+    for name in ("00.png", "02.png"):
+        a, b, c = (np.asarray(PIL.Image.open(tmp_path / d / name)) for d in "abc")
+        np.testing.assert_array_equal(a, b)
+        assert not np.array_equal(a, c)
+
+
+def test_sample_refuses_noise_that_does_not_match_the_model(model_dir, tmp_path):
+    ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "1", "--resolution", "16"])
+    with pytest.raises(ValueError, match=r"expected shape \(3, 8, 8\)"):
+        ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "out"))
+    with pytest.raises(FileNotFoundError, match="noise folder"):
+        ddim.main(sample_args(model_dir, tmp_path / "missing", tmp_path / "out"))
+
+
+def test_score_prints_each_pair_and_the_mean(tmp_path, capsys):
+    for folder, values in (("gt", (0, 100)), ("pred", (2, 104))):
+        (tmp_path / folder).mkdir()
+        for i, value in enumerate(values):
+            PIL.Image.fromarray(np.full((4, 4, 3), value, dtype=np.uint8)).save(
+                tmp_path / folder / f"0{i}.png"
+            )
+    mean = ddim.main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
+    assert mean == pytest.approx(10.0)
+    assert capsys.readouterr().out.splitlines() == ["00.png\t4.0000", "01.png\t16.0000", "mean\t10.0000"]
+
+
+def test_module_entry_point_runs_as_a_subprocess(model_dir, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    run = [sys.executable, "-m", "pipelines.ddim"]
+    subprocess.run(
+        run + ["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "2", "--resolution", "8"],
+        check=True,
+        cwd=REPO,
+        env=env,
+    )
+    subprocess.run(
+        run + sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "3"),
+        check=True,
+        cwd=REPO,
+        env=env,
+    )
+    result = subprocess.run(
+        run + ["score", "--pred", str(tmp_path / "out"), "--gt", str(tmp_path / "out")],
+        check=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.splitlines()[-1] == "mean\t0.0000"
