@@ -1,0 +1,108 @@
+"""Label a folder of digit images with a trained DANN model and write `image_name,label` rows.
+
+    python -m pipelines.dann --pretrained hub_cards/dann-mnistm-usps --input_dir digits/ --output_csv pred.csv
+
+Every PNG or JPEG directly inside `--input_dir` (any size, grey, RGB or palette) is converted to RGB and
+resized to 28x28 with PIL bilinear, exactly as `adapters.decode_digits` prepared the training data.
+Files with other extensions are skipped with a warning; a .png/.jpg file that cannot be decoded is an
+error naming the file. Rows are sorted by file name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from adapters import digit_transform
+from pipelines.dann_models import DANNModel
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def list_images(input_dir: str | os.PathLike) -> list[Path]:
+    """PNG/JPEG files directly inside `input_dir`, sorted by name; other files are skipped with a warning."""
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"input folder {str(folder)!r} does not exist or is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if not files:
+        raise ValueError(f"input folder {str(folder)!r} is empty")
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    skipped = [p.name for p in files if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if skipped:
+        logger.warning("skipping %d file(s) that are not PNG/JPEG: %s", len(skipped), ", ".join(skipped[:5]))
+    if not images:
+        raise ValueError(f"input folder {str(folder)!r} holds no PNG or JPEG images ({len(files)} other file(s))")
+    return images
+
+
+def load_pixel_values(paths: list[Path], image_size: int = 28) -> torch.Tensor:
+    """[N, 3, S, S] in [-1, 1], preprocessed by the adapters' own transform (same as training)."""
+    opened = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                opened.append(image.copy())
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"cannot read image {path} ({error})") from error
+    transformed = digit_transform(image_size)({"image": opened, "label": [None] * len(opened)})
+    return torch.stack(transformed["pixel_values"])
+
+
+def predict_folder(model: DANNModel, input_dir, batch_size: int = 512) -> list[tuple[str, int]]:
+    """(file name, predicted digit) for every image of the folder, sorted by file name."""
+    paths = list_images(input_dir)
+    labels = []
+    device = next(model.parameters()).device
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        pixel_values = load_pixel_values(chunk, model.config.image_size).to(device)
+        labels += model.predict(pixel_values, batch_size=batch_size).tolist()
+    return [(path.name, int(label)) for path, label in zip(paths, labels)]
+
+
+def write_predictions(rows: list[tuple[str, int]], output_csv) -> None:
+    """CSV with header image_name,label, written to a temporary file then moved into place."""
+    output_csv = Path(output_csv)
+    output_csv.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output_csv.with_name(f".{output_csv.name}.tmp{os.getpid()}")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image_name", "label"])
+        writer.writerows(rows)
+    os.replace(temporary, output_csv)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Predict digit labels for a folder of images with a DANN model.")
+    parser.add_argument("--pretrained", required=True, help="folder (or Hub id) written by training/train_dann.py")
+    parser.add_argument("--input_dir", required=True, help="folder of PNG/JPEG digit images")
+    parser.add_argument("--output_csv", required=True, help="where to write image_name,label")
+    parser.add_argument("--batch_size", type=int, default=512)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return parser.parse_args(argv)
+
+
+def main(args) -> list[tuple[str, int]]:
+    pretrained = Path(args.pretrained)
+    if pretrained.exists() and not (pretrained / "config.json").exists():
+        raise FileNotFoundError(f"{pretrained} has no config.json: not a folder written by DANNModel.save_pretrained")
+    model = DANNModel.from_pretrained(args.pretrained).to(args.device)
+    rows = predict_folder(model, args.input_dir, args.batch_size)
+    write_predictions(rows, args.output_csv)
+    logger.info("wrote %d predictions to %s", len(rows), args.output_csv)
+    return rows
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    main(parse_args())

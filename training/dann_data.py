@@ -1,0 +1,89 @@
+"""Digit splits for DANN as uint8 tensors, decoded once, plus batched augmentation on tensors.
+
+Validation data: a dataset's own validation split when it has one. A dataset with a train split only
+(the shared 5,000-image MNIST subset) holds out the LAST `holdout_per_class` images of each class of its
+train split (100 per class = 1,000 images for mnist5k); those never take part in training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from adapters import DIGIT_DATASETS, DigitSourceError, decode_digits, load_digits
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DigitSplits:
+    """uint8 images [N, 3, 28, 28] and int64 labels [N] for training and validation."""
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    val_note: str
+
+    def to(self, device) -> DigitSplits:
+        moved = {k: getattr(self, k).to(device) for k in ("train_images", "train_labels", "val_images", "val_labels")}
+        return DigitSplits(self.name, **moved, val_note=self.val_note)
+
+
+def holdout_last_per_class(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Boolean mask of the last `per_class` rows of each class (in file order)."""
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for digit in labels.unique():
+        rows = (labels == digit).nonzero().squeeze(1)
+        if len(rows) <= per_class:
+            raise ValueError(f"class {int(digit)} has only {len(rows)} images; cannot hold out {per_class}")
+        mask[rows[-per_class:]] = True
+    return mask
+
+
+def load_splits(name: str, source: str | None, image_size: int = 28, holdout_per_class: int = 100) -> DigitSplits:
+    """Train + validation tensors of one digit dataset (see the module docstring for validation)."""
+    if name not in DIGIT_DATASETS:
+        raise ValueError(f"unknown digit dataset {name!r}; choose one of {sorted(DIGIT_DATASETS)}")
+    train_images, train_labels = decode_digits(load_digits(name, source=source, split="train"), image_size)
+    try:
+        val_ds = load_digits(name, source=source, split="validation")
+    except (DigitSourceError, FileNotFoundError) as error:
+        logger.warning("%s has no validation split (%s); holding out the last %d images per class of train",
+                       name, error, holdout_per_class)
+        held = holdout_last_per_class(train_labels, holdout_per_class)
+        note = f"last {holdout_per_class} train images per class ({int(held.sum())} images)"
+        return DigitSplits(name, train_images[~held], train_labels[~held], train_images[held], train_labels[held], note)
+    val_images, val_labels = decode_digits(val_ds, image_size)
+    return DigitSplits(name, train_images, train_labels, val_images, val_labels, "validation split")
+
+
+def random_affine(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    max_rotation: float = 15.0,
+    scale: tuple[float, float] = (0.9, 1.5),
+    max_translate: float = 0.1,
+) -> torch.Tensor:
+    """Random rotation (degrees), zoom (>1 enlarges the digit) and shift (fraction of the side), per image.
+
+    images: float [B, C, H, W]; one `affine_grid` + `grid_sample` for the whole batch.
+    """
+    batch = images.shape[0]
+
+    def uniform(low, high):
+        return torch.rand(batch, generator=generator, device=generator.device).mul(high - low).add(low)
+
+    angle = uniform(-max_rotation, max_rotation) * (math.pi / 180.0)
+    zoom = uniform(*scale)
+    shift = torch.stack([uniform(-max_translate, max_translate) for _ in range(2)], dim=1) * 2.0
+    # affine_grid maps output coordinates to input coordinates, hence the inverse zoom.
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
