@@ -1,0 +1,181 @@
+"""Train a class-conditional DDPM with classifier-free guidance on MNIST-M digits.
+
+    accelerate launch training/train_cfg.py      # embedded MNIST-M subset, a few CPU minutes
+    accelerate launch --multi_gpu --num_processes 2 training/train_cfg.py ...   # 2 CPU processes or 2 GPUs
+
+The recipe of the shipped hub_cards/cfg-mnistm is in its README.md (`training_args.json` beside it).
+
+The UNet sees 11 classes: digits 0-9 and a null class (id 10, stored as the pipeline's `null_class_id`)
+that replaces the label with probability `--label_dropout` (0.1, as in the report) so that one network
+learns both eps(x, c) and eps(x, null). The result is a `ConditionalDDPMPipeline` folder (model_index.json,
+unet/ in safetensors, scheduler/) with a model card and a sample grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from diffusers import DDIMScheduler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch training/...` from the root
+
+from adapters import decode_digits, load_digits  # noqa: E402
+from pipelines.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
+from training.diffusion_trainer import (  # noqa: E402
+    add_training_args,
+    build_noise_scheduler,
+    build_unet,
+    make_grid,
+    publish_folder,
+    push_folder_to_hub,
+    train_diffusion,
+    write_model_card,
+)
+
+NULL_CLASS_ID = NUM_DIGITS  # label 10 = "no label"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_training_args(parser)
+    parser.add_argument(
+        "--train_data",
+        default=None,
+        help="MNIST-M source for adapters.load_digits (parquet folder, course layout, Hub id); "
+        "default: the embedded subset hub_cards/mnistm-mini",
+    )
+    parser.add_argument("--label_dropout", type=float, default=0.1, help="probability of the null label")
+    parser.add_argument("--max_train_images", type=int, default=None, help="use only the first N images")
+    parser.add_argument("--sample_guidance", type=float, default=2.0, help="w of the logged sample grids")
+    parser.add_argument("--sample_images_per_digit", type=int, default=4)
+    parser.add_argument(
+        "--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids"
+    )
+    parser.set_defaults(
+        output_dir=Path("runs/cfg-mnistm"),
+        resolution=28,
+        num_train_timesteps=400,
+        block_out_channels=[16, 32, 64],
+        max_train_steps=1200,
+        train_batch_size=64,
+        checkpointing_steps=400,
+        save_images_steps=600,
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.label_dropout < 1:
+        raise ValueError(f"--label_dropout must be in [0, 1), got {args.label_dropout}")
+    return args
+
+
+def sample_grid_fn(noise_scheduler, args):
+    """Digits 0-9 in rows, a few samples each, with fast DDIM sampling and a fixed seed."""
+
+    def sample_grid(unet):
+        pipe = ConditionalDDPMPipeline(unet, DDIMScheduler.from_config(noise_scheduler.config), NULL_CLASS_ID)
+        pipe.set_progress_bar_config(disable=True)
+        was_training = unet.training
+        unet.eval()
+        images = pipe(
+            digit=list(range(NUM_DIGITS)),
+            guidance=args.sample_guidance,
+            num_images_per_digit=args.sample_images_per_digit,
+            num_inference_steps=args.sample_inference_steps,
+            generator=torch.Generator().manual_seed(args.seed),
+        ).images
+        unet.train(was_training)
+        return make_grid(images, columns=args.sample_images_per_digit)
+
+    return sample_grid
+
+
+def model_card(args, result, num_images: int, num_params: int) -> tuple[dict, str]:
+    data = args.train_data or "hub_cards/mnistm-mini (embedded subset)"
+    front_matter = {
+        "library_name": "diffusers",
+        "pipeline_tag": "unconditional-image-generation",
+        "tags": ["diffusers", "ddpm", "classifier-free-guidance", "mnist-m", "class-conditional"],
+        "datasets": ["Mike0307/MNIST-M"],
+        "metrics": ["accuracy"],
+    }
+    body = f"""
+# Conditional DDPM with classifier-free guidance on MNIST-M
+
+A `UNet2DModel` ({num_params / 1e6:.2f}M parameters) trained by `training/train_cfg.py` to predict the
+noise of a {args.num_train_timesteps}-step linear DDPM schedule, conditioned on the digit (0-9) or the null
+class {NULL_CLASS_ID} (label dropout {args.label_dropout}). Sample with
+
+```python
+from pipelines import ConditionalDDPMPipeline
+pipe = ConditionalDDPMPipeline.from_pretrained("<this folder>")
+images = pipe(digit=3, guidance=2.0, num_images_per_digit=8).images  # guidance = w; diffusers' scale = 1 + w
+```
+
+## Training
+
+| setting | value |
+|---|---|
+| data | {data}: {num_images} images, 28x28 RGB |
+| steps x images per step | {result.global_step} x {result.images_seen // max(result.global_step, 1)} \
+({result.images_seen / num_images:.1f} epochs) |
+| optimizer | AdamW lr {args.learning_rate}, {args.lr_scheduler}, {args.lr_warmup_steps} warm-up steps |
+| EMA | max decay {args.ema_max_decay}, warm-up power {args.ema_power:.2f} (the shipped weights) |
+| UNet | block_out_channels {tuple(args.block_out_channels)}, layers_per_block {args.layers_per_block}, \
+attention at the lowest resolution |
+| precision / processes | {args.mixed_precision} / {result.num_processes} |
+| final training loss | {result.final_loss:.4f} |
+| training time | {result.seconds / 60:.1f} min |
+
+![samples](samples.png)
+
+`samples.png`: rows are digits 0-9, DDIM {args.sample_inference_steps} steps, w = {args.sample_guidance},
+seed {args.seed}.
+"""
+    return front_matter, body
+
+
+def main(args: argparse.Namespace) -> None:
+    dataset = load_digits("mnistm", source=args.train_data, split="train")
+    images, labels = decode_digits(dataset, image_size=args.resolution)
+    if args.max_train_images is not None:
+        images, labels = images[: args.max_train_images], labels[: args.max_train_images]
+
+    torch.manual_seed(args.seed)
+    unet = build_unet(args, channels=3, num_class_embeds=NUM_DIGITS + 1)
+    noise_scheduler = build_noise_scheduler(args)
+    sample_grid = sample_grid_fn(noise_scheduler, args)
+    accelerator, result = train_diffusion(
+        args,
+        unet,
+        noise_scheduler,
+        images,
+        labels,
+        sample_grid,
+        label_dropout=args.label_dropout,
+        null_class_id=NULL_CLASS_ID,
+    )
+    if not accelerator.is_main_process:
+        return
+
+    staging = args.output_dir / ".export"
+    pipeline = ConditionalDDPMPipeline(result.unet.eval(), noise_scheduler, NULL_CLASS_ID)
+    pipeline.save_pretrained(staging, safe_serialization=True)
+    sample_grid(result.unet).save(staging / "samples.png")
+    (staging / "training_args.json").write_text(
+        json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2) + "\n"
+    )
+    num_params = sum(p.numel() for p in result.unet.parameters())
+    write_model_card(staging / "README.md", *model_card(args, result, len(images), num_params))
+    publish_folder(staging, args.output_dir)
+    accelerator.print(f"saved the pipeline to {args.output_dir}")
+    if args.push_to_hub:
+        accelerator.print(f"pushed: {push_folder_to_hub(args.output_dir, args.hub_model_id)}")
+
+
+if __name__ == "__main__":
+    main(parse_args())
