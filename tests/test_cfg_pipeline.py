@@ -1,0 +1,188 @@
+"""ConditionalDDPMPipeline and its course-output CLI on tiny, randomly initialised components (CPU)."""
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+from pipelines import ConditionalDDPMPipeline
+from pipelines import conditional_ddpm as cli
+
+TRAIN_STEPS = 20
+
+
+def get_dummy_components(sample_size=8):
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=sample_size,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=11,
+    ).eval()
+    return {"unet": unet, "scheduler": DDPMScheduler(num_train_timesteps=TRAIN_STEPS), "null_class_id": 10}
+
+
+@pytest.fixture
+def pipe():
+    pipe = ConditionalDDPMPipeline(**get_dummy_components())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe, seed=0, **kwargs):
+    kwargs = {"digit": [1, 7], "guidance": 2.0, "num_images_per_digit": 2, "output_type": "pt", **kwargs}
+    return pipe(generator=torch.Generator().manual_seed(seed), **kwargs)
+
+
+def test_guidance_mix_matches_hand_computation(pipe):
+    w, steps = 2.0, 3
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    images = sample(pipe, digit=[3], num_images_per_digit=2, num_inference_steps=steps).images
+
+    # The report's mix, written out: eps = (1 + w) eps(x, c) - w eps(x, null), one DDIM step at a time.
+    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    x = torch.randn((2, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    digit, null = torch.tensor([3, 3]), torch.tensor([10, 10])
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps_c = pipe.unet(x, t, class_labels=digit).sample
+            eps_null = pipe.unet(x, t, class_labels=null).sample
+            eps = (1 + w) * eps_c - w * eps_null
+            # diffusers' form with guidance_scale s = 1 + w is the same number
+            torch.testing.assert_close(eps, eps_null + (1 + w) * (eps_c - eps_null), rtol=1e-5, atol=1e-5)
+            x = scheduler.step(eps, t, x).prev_sample
+    torch.testing.assert_close(images, (x / 2 + 0.5).clamp(0, 1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("guidance, batch_factor", [(0.0, 1), (1.5, 2)])
+def test_one_forward_per_step_and_batching(pipe, guidance, batch_factor):
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+    sample(pipe, guidance=guidance, num_inference_steps=4)
+    hook.remove()
+    assert batches == [4 * batch_factor] * 4  # 4 images; guidance > 0 batches cond + null in one forward
+
+
+def test_guidance_changes_the_images(pipe):
+    plain = sample(pipe, guidance=0.0, num_inference_steps=3).images
+    guided = sample(pipe, guidance=2.0, num_inference_steps=3).images
+    assert not torch.allclose(plain, guided)
+
+
+def test_same_seed_same_images(pipe):
+    first = sample(pipe, seed=5, num_inference_steps=4).images
+    again = sample(pipe, seed=5, num_inference_steps=4).images
+    other = sample(pipe, seed=6, num_inference_steps=4).images
+    torch.testing.assert_close(first, again, rtol=0, atol=0)
+    assert not torch.allclose(first, other)
+
+
+def test_output_types_labels_and_order(pipe):
+    out = sample(pipe, digit=[4, 2], num_images_per_digit=3, num_inference_steps=2, output_type="np")
+    assert out.labels == [4, 4, 4, 2, 2, 2]
+    assert out.images.shape == (6, 8, 8, 3) and 0 <= out.images.min() and out.images.max() <= 1
+    pt = sample(pipe, digit=[4, 2], num_images_per_digit=3, num_inference_steps=2, output_type="pt").images
+    np.testing.assert_allclose(pt.permute(0, 2, 3, 1).numpy(), out.images, atol=1e-6)
+    pil = sample(pipe, digit=5, num_inference_steps=2, num_images_per_digit=2, output_type="pil").images
+    assert len(pil) == 2 and all(isinstance(i, PIL.Image.Image) and i.size == (8, 8) for i in pil)
+    images, labels, intermediates = sample(pipe, digit=5, num_inference_steps=2, return_dict=False)
+    assert images.shape == (2, 3, 8, 8) and labels == [5, 5] and intermediates == {}
+
+
+def test_capture_timesteps_convention(pipe):
+    out = sample(pipe, num_inference_steps=None, capture_timesteps=[TRAIN_STEPS, 11, 1, 0])
+    assert sorted(out.intermediates) == [0, 1, 11, TRAIN_STEPS]
+    noise = torch.randn((4, 3, 8, 8), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.intermediates[TRAIN_STEPS], (noise / 2 + 0.5).clamp(0, 1))  # t = T: noise
+    torch.testing.assert_close(out.intermediates[0], out.images)  # t = 0: the output
+    assert not torch.allclose(out.intermediates[1], out.images)  # t = 1: input of the last step
+
+
+def test_ddim_scheduler_swap_and_its_capture_points(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    out = sample(pipe, num_inference_steps=5, capture_timesteps=[1, 17])
+    assert out.images.shape == (4, 3, 8, 8) and sorted(out.intermediates) == [1, 17]
+    with pytest.raises(ValueError, match="not visited"):
+        sample(pipe, num_inference_steps=5, capture_timesteps=[2])
+
+
+def test_save_load_round_trip(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["_class_name"] == "ConditionalDDPMPipeline" and index["null_class_id"] == 10
+    assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.unet.config.num_class_embeds == 11 and loaded.config.null_class_id == 10
+    torch.testing.assert_close(
+        sample(loaded, num_inference_steps=3).images, sample(pipe, num_inference_steps=3).images
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"digit": 10}, "digit must be an int in 0-9"),
+        ({"digit": [3, -1]}, "digit must be an int in 0-9"),
+        ({"digit": "3"}, "digit must be an int in 0-9"),
+        ({"digit": []}, "empty"),
+        ({"guidance": -0.5}, "guidance w must be >= 0"),
+        ({"num_images_per_digit": 0}, "num_images_per_digit must be >= 1"),
+        ({"num_inference_steps": TRAIN_STEPS + 1}, "steps the model was trained with"),
+        ({"output_type": "latent"}, "output_type"),
+        ({"capture_timesteps": [TRAIN_STEPS + 1]}, "not visited"),
+    ],
+)
+def test_bad_inputs_raise(pipe, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sample(pipe, **kwargs)
+
+
+def test_null_class_must_exist_in_the_unet():
+    components = get_dummy_components()
+    with pytest.raises(ValueError, match="null_class_id=11"):
+        ConditionalDDPMPipeline(components["unet"], components["scheduler"], null_class_id=11)
+
+
+def test_course_output_command(tmp_path):
+    ConditionalDDPMPipeline(**get_dummy_components(sample_size=28)).save_pretrained(tmp_path / "model")
+    argv = [
+        "--pretrained",
+        str(tmp_path / "model"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--images_per_digit",
+        "2",
+        "--num_inference_steps",
+        "2",
+        "--batch_size",
+        "7",
+        "--scheduler",
+        "ddim",
+    ]
+    cli.main(cli.parse_args(argv))
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == sorted(f"{d}_{i:03d}.png" for d in range(10) for i in (1, 2))
+    image = PIL.Image.open(tmp_path / "out" / "7_002.png")
+    assert image.size == (28, 28) and image.mode == "RGB"
+    # the same seed and batch size give the same files
+    cli.main(cli.parse_args([*argv[:3], str(tmp_path / "again"), *argv[4:]]))
+    assert (tmp_path / "out" / "3_001.png").read_bytes() == (tmp_path / "again" / "3_001.png").read_bytes()
+
+
+def test_course_output_command_bad_input(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        cli.parse_args(["--pretrained", str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="images_per_digit"):
+        cli.parse_args(
+            ["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--images_per_digit", "0"]
+        )
