@@ -98,3 +98,22 @@ def test_two_cpu_processes_join_one_group(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
     assert torch.isfinite(torch.tensor(metrics["history"][0]["loss"]))
+
+
+def test_augmentations_on_tensors():
+    from training.dann_data import holdout_last_per_class, random_affine, random_invert
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(6, 3, 28, 28) * 2 - 1
+    assert torch.allclose(random_affine(images, generator, 0.0, (1.0, 1.0), 0.0), images, atol=1e-5)
+    square = torch.full((1, 3, 28, 28), -1.0)
+    square[:, :, 10:18, 10:18] = 1.0
+    zoomed = random_affine(square, generator, 0.0, (2.0, 2.0), 0.0)  # zoom > 1 enlarges the digit
+    assert int((zoomed > 0).sum()) == pytest.approx(4 * int((square > 0).sum()), rel=0.2)
+    assert torch.equal(random_invert(images, generator, 1.0), -images)
+    assert torch.equal(random_invert(images, generator, 0.0), images)
+
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    assert holdout_last_per_class(labels, 1).tolist() == [False, False, False, False, True, True]
+    with pytest.raises(ValueError, match="hold out"):
+        holdout_last_per_class(labels, 3)

@@ -87,3 +87,10 @@ def random_affine(
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
     grid = F.affine_grid(theta.to(images.dtype).to(images.device), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_invert(images: torch.Tensor, generator: torch.Generator, probability: float) -> torch.Tensor:
+    """Negate (x -> -x in [-1, 1]) each image with the given probability: dark-on-light <-> light-on-dark."""
+    flip = torch.rand(images.shape[0], generator=generator, device=generator.device) < probability
+    sign = 1.0 - 2.0 * flip.to(images.device, images.dtype)
+    return images * sign.view(-1, 1, 1, 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def run_or_read(args, mode: str) -> dict:
     run_dir = Path(args.runs_dir) / f"{args.source}-{args.target}-{mode}"
     metrics_file = run_dir / "metrics.json"
     if args.retrain or not metrics_file.exists():
+        if args.retrain:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         common = ["--source", args.source, "--target", args.target, "--mode", mode, "--output_dir", str(run_dir),
                   "--seed", str(args.seed)]
         for flag, value in (("--source_dir", args.source_dir), ("--target_dir", args.target_dir)):

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from adapters import DIGIT_DATASETS, to_model_range
 from pipelines.dann_models import ARCHITECTURES, DANNConfig, DANNModel, dann_lambda
-from training.dann_data import load_splits, random_affine
+from training.dann_data import load_splits, random_affine, random_invert
 
 logger = get_logger(__name__)
 
@@ -62,11 +62,15 @@ def parse_args(argv=None):
     parser.add_argument("--aug_rotation", type=float, default=15.0)
     parser.add_argument("--aug_scale", type=float, nargs=2, default=(0.9, 1.5))
     parser.add_argument("--aug_translate", type=float, default=0.1)
+    parser.add_argument("--aug_invert", type=float, default=0.0,
+                        help="probability of inverting a training image (digit polarity), with --augment")
     parser.add_argument("--entropy_weight", type=float, default=0.0, help="target entropy minimisation (dann mode)")
     parser.add_argument("--lambda_gamma", type=float, default=10.0)
     parser.add_argument("--lambda_max", type=float, default=1.0)
     parser.add_argument("--holdout_per_class", type=int, default=100,
                         help="validation images per class held out of train when a dataset has no validation split")
+    parser.add_argument("--adapt_bn", action="store_true",
+                        help="after training, re-estimate BatchNorm statistics on the unlabelled target train images")
     parser.add_argument("--eval_batch_size", type=int, default=1024)
     parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     parser.add_argument("--checkpoint_every", type=int, default=1, help="save the training state every N epochs")
@@ -105,8 +109,33 @@ def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: i
     return (predictions == labels).float().mean().item()
 
 
+@torch.no_grad()
+def adapt_batchnorm(model, images_u8: torch.Tensor, batch_size: int) -> None:
+    """AdaBN (Li et al., 2016): re-estimate every BatchNorm's statistics on the target images alone.
+
+    Training mixes source and target in each batch, so the running statistics describe the mixture;
+    at test time only the target is seen. Dropout stays off so that it does not inflate the variances.
+    """
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average over all batches
+    model.eval()
+    for norm in norms:
+        norm.train()
+    for chunk in images_u8.split(batch_size):
+        model(to_model_range(chunk))
+    for norm in norms:
+        norm.momentum = 0.1
+    model.eval()
+
+
 def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_processes: int) -> str:
     settings = {k: v for k, v in vars(args).items() if k not in ("output_dir", "resume_from_checkpoint")}
+    adapt_row = ""
+    if "target_val_accuracy_before_adapt_bn" in final:
+        adapt_row = ("| target validation accuracy before re-estimating BatchNorm on the target | "
+                     f"{final['target_val_accuracy_before_adapt_bn']:.4f} |\n")
     rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['target_val_accuracy']:.4f} |" for h in history)
     return f"""---
 library_name: pytorch
@@ -141,7 +170,7 @@ model-index:
 | metric | value |
 |---|---|
 | target ({args.target}) validation accuracy | {final['target_val_accuracy']:.4f} |
-| source ({args.source}) validation accuracy | {final['source_val_accuracy']:.4f} |
+{adapt_row}| source ({args.source}) validation accuracy | {final['source_val_accuracy']:.4f} |
 | training images seen | {final['images_seen']} |
 | wall time (s), data loading included | {final['wall_time_s']:.1f} |
 
@@ -251,7 +280,7 @@ def main(args):
         generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + epoch)
         order = torch.randperm(len(labelled.train_labels), generator=generator, device=device)
         target_order = torch.randperm(len(target.train_labels), generator=generator, device=device)
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no GPU sync per step
         for step in range(steps_per_epoch):
             global_step = epoch * steps_per_epoch + step
             p = global_step / total_steps
@@ -262,6 +291,8 @@ def main(args):
                 if args.augment:
                     images = random_affine(images, generator, args.aug_rotation, tuple(args.aug_scale),
                                            args.aug_translate)
+                    if args.aug_invert > 0:
+                        images = random_invert(images, generator, args.aug_invert)
                 if args.mode == "dann":
                     # target rows cycle through a per-epoch permutation of the (unlabelled) target set
                     start_row = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
@@ -284,15 +315,16 @@ def main(args):
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach().float().item()
+            loss_sum += loss.detach().float()
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            if step % 50 == 0:
+                progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
 
         # 4. validation on the target every epoch (every process gets the same numbers; no collective)
         state.epoch = epoch + 1
         record = {
             "epoch": state.epoch,
-            "loss": loss_sum / steps_per_epoch,
+            "loss": loss_sum.item() / steps_per_epoch,
             "target_val_accuracy": accuracy(unwrapped, target.val_images, target.val_labels, args.eval_batch_size),
             "elapsed_s": time.perf_counter() - start,
         }
@@ -305,16 +337,19 @@ def main(args):
 
     # 5. Hub-style output folder: weights + config + card + metrics
     accelerator.wait_for_everyone()
-    final = {
-        "source": args.source, "target": args.target, "mode": args.mode, "architecture": args.architecture,
-        "target_val_accuracy": state.history[-1]["target_val_accuracy"],
+    final = {"source": args.source, "target": args.target, "mode": args.mode, "architecture": args.architecture}
+    if args.adapt_bn:
+        final["target_val_accuracy_before_adapt_bn"] = state.history[-1]["target_val_accuracy"]
+        adapt_batchnorm(unwrapped, target.train_images, args.eval_batch_size)
+    final.update({
+        "target_val_accuracy": accuracy(unwrapped, target.val_images, target.val_labels, args.eval_batch_size),
         "target_val_note": target.val_note,
         "source_val_accuracy": accuracy(unwrapped, source.val_images, source.val_labels, args.eval_batch_size),
         "images_seen": total_steps * args.batch_size,
         "num_processes": world,
         "wall_time_s": time.perf_counter() - start,
         "history": state.history,
-    }
+    })
     if accelerator.is_main_process:
         card = model_card(config, args, final, state.history, world)
         save_model(unwrapped, Path(args.output_dir), card, final)
