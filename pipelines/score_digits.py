@@ -1,0 +1,125 @@
+"""Score a folder of generated digits with the digit classifier: overall and per-digit accuracy.
+
+    python -m pipelines.score_digits --pretrained hub_cards/mnistm-digit-classifier --images OUT [--json r.json]
+
+Every `*.png` in the folder is scored; its true label is the first character of its file name, as in
+the course's `{digit}_{001..100}.png` convention. Images of any size or mode are converted to the
+classifier's input (28x28 RGB).
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from pipelines.digit_classifier import DigitClassifier
+
+
+def accuracy_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> dict:
+    """Overall accuracy, per-class accuracy (classes that occur) and the confusion matrix [true][pred]."""
+    predictions, labels = torch.as_tensor(predictions).long(), torch.as_tensor(labels).long()
+    if predictions.shape != labels.shape or labels.numel() == 0:
+        raise ValueError(f"need as many predictions as labels, at least one: {predictions.shape} vs {labels.shape}")
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+    confusion.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
+    correct = confusion.diag()
+    totals = confusion.sum(dim=1)
+    per_digit = {
+        str(digit): {
+            "correct": int(correct[digit]), "total": int(totals[digit]),
+            "accuracy": float(correct[digit]) / int(totals[digit]),
+        }
+        for digit in range(num_classes)
+        if totals[digit] > 0
+    }
+    return {
+        "accuracy": float(correct.sum()) / labels.numel(),
+        "correct": int(correct.sum()),
+        "total": labels.numel(),
+        "per_digit": per_digit,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def format_report(report: dict) -> str:
+    lines = [f"{'digit':>5}  {'correct':>7}  {'total':>5}  {'accuracy':>8}"]
+    for digit, row in report["per_digit"].items():
+        lines.append(f"{digit:>5}  {row['correct']:>7}  {row['total']:>5}  {row['accuracy']:>8.4f}")
+    lines.append(f"{'all':>5}  {report['correct']:>7}  {report['total']:>5}  {report['accuracy']:>8.4f}")
+    return "\n".join(lines)
+
+
+def read_labelled_images(folder: Path, pattern: str = "*.png") -> tuple[list[Path], list[Image.Image], list[int]]:
+    """Files matching pattern in folder, their images, and the labels their first characters give."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(path for path in folder.glob(pattern) if path.is_file())
+    if not files:
+        raise ValueError(f"no {pattern} files in {folder}")
+    unlabelled = [path.name for path in files if not path.name[0].isdigit()]
+    if unlabelled:
+        raise ValueError(
+            f"{len(unlabelled)} file name(s) in {folder} do not start with the digit they show "
+            f"(expected {{digit}}_*.png), e.g. {unlabelled[:3]}"
+        )
+    images = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (UnidentifiedImageError, OSError) as error:
+            raise ValueError(f"unreadable image {path} ({error})") from error
+    return files, images, [int(path.name[0]) for path in files]
+
+
+def score_folder(model: DigitClassifier, folder: Path, pattern: str = "*.png", batch_size: int = 512) -> dict:
+    """accuracy_report for the images in folder, plus the files the model got wrong."""
+    files, images, labels = read_labelled_images(folder, pattern)
+    predictions = model.predict(model.images_to_tensor(images), batch_size=batch_size)
+    report = accuracy_report(predictions, torch.tensor(labels), num_classes=model.config.num_classes)
+    report["misclassified"] = [
+        {"file": path.name, "label": label, "predicted": int(pred)}
+        for path, label, pred in zip(files, labels, predictions)
+        if label != pred
+    ]
+    return report
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pretrained", default="hub_cards/mnistm-digit-classifier",
+                        help="DigitClassifier folder (save_pretrained)")
+    parser.add_argument("--images", required=True, help="folder of {digit}_*.png images")
+    parser.add_argument("--pattern", default="*.png", help="which files in the folder to score")
+    parser.add_argument("--json", default=None, help="also write the report (with misclassified files) here")
+    parser.add_argument("--batch_size", type=int, default=512)
+    parser.add_argument("--device", default="cpu")
+    return parser.parse_args(argv)
+
+
+def main(args) -> dict:
+    if not Path(args.pretrained).is_dir():
+        raise FileNotFoundError(f"classifier folder {args.pretrained} does not exist")
+    model = DigitClassifier.from_pretrained(args.pretrained).to(args.device)
+    report = score_folder(model, Path(args.images), args.pattern, args.batch_size)
+    print(f"{args.images}: {report['total']} images\n{format_report(report)}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+def cli(argv=None):
+    """The command line: bad input ends with a one-line `error: ...` and exit status 1, not a traceback."""
+    try:
+        main(parse_args(argv))
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,97 @@
+"""The figures command (pipelines.cfg_figures) on a tiny random conditional DDPM."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler, UNet2DModel
+from PIL import Image
+
+from pipelines import ConditionalDDPMPipeline, cfg_figures
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
+        norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"), num_class_embeds=11,
+    )
+    folder = tmp_path_factory.mktemp("tiny-cfg")
+    ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400), null_class_id=10).save_pretrained(folder)
+    return folder
+
+
+def test_command_writes_every_figure(tiny_pipeline_dir, tmp_path, capsys):
+    args = cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), "--output_dir", str(tmp_path),
+                                   "--scheduler", "ddim", "--num_inference_steps", "3", "--sweep_samples", "2",
+                                   "--skip_torchview"])
+    cfg_figures.main(args)
+    for name in ["grid_10x10.png", "reverse_process_0.png", "guidance_sweep.png", "architecture.png"]:
+        with Image.open(tmp_path / name) as image:
+            image.verify()
+        with Image.open(tmp_path / name) as image:
+            assert image.size[0] >= 400 and image.size[1] >= 150
+            # a real drawing, not a blank canvas
+            assert np.asarray(image.convert("L")).std() > 10
+    text = (tmp_path / "architecture.txt").read_text()
+    unet = ConditionalDDPMPipeline.from_pretrained(tiny_pipeline_dir).unet
+    assert f"{sum(p.numel() for p in unet.parameters()):,} parameters" in text
+    assert "GFLOP per image" in text and "print(unet):" in text and "UNet2DModel(" in text
+    assert "null class id 10" in text
+    assert not (tmp_path / "architecture_torchview.png").exists()
+    assert "reverse-process frames t = [" in capsys.readouterr().out
+
+
+def test_report_frames_are_exact_with_all_400_ddpm_steps(tiny_pipeline_dir):
+    pipe = cfg_figures.load_pipeline(str(tiny_pipeline_dir))
+    visited = cfg_figures.visited_timesteps(pipe, 400)
+    assert visited == list(range(401))
+    assert cfg_figures.nearest_visited(cfg_figures.REPORT_FRAMES, visited) == [400, 361, 261, 201, 101, 1]
+
+
+def test_few_steps_use_the_nearest_visited_frames(tiny_pipeline_dir):
+    pipe = cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="ddim")
+    visited = cfg_figures.visited_timesteps(pipe, 4)
+    frames = cfg_figures.nearest_visited(cfg_figures.REPORT_FRAMES, visited)
+    assert set(frames) <= set(visited) and frames[-1] == 1
+    out = cfg_figures.sample_grid(pipe, 2.0, per_digit=1, steps=4, seed=0, capture=frames)
+    assert set(out.intermediates) == set(frames)
+
+
+def test_sampling_is_seeded(tiny_pipeline_dir):
+    pipe = cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="ddim")
+    first = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=3).images
+    again = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=3).images
+    other = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=4).images
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_mosaic_places_tiles_row_major():
+    tiles = np.stack([np.full((2, 3, 3), i / 10) for i in range(6)])
+    canvas = cfg_figures.mosaic(tiles, rows=2, columns=3, pad=1)
+    assert canvas.shape == (5, 11, 3)  # 2 rows of 2 px and 3 columns of 3 px, 1 px gutters
+    assert canvas[0, 0, 0] == 0.0 and canvas[3, 4, 0] == pytest.approx(0.4) and canvas[2, 0, 0] == 1.0
+    with pytest.raises(ValueError, match="do not fill"):
+        cfg_figures.mosaic(tiles, rows=2, columns=2)
+
+
+def test_bad_arguments_raise(tiny_pipeline_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        cfg_figures.load_pipeline(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="ddpm' or 'ddim"):
+        cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="euler")
+    with pytest.raises(ValueError, match="sweep_samples"):
+        cfg_figures.main(cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), "--sweep_samples", "0"]))
+
+
+def test_torchview_graph_when_the_extra_is_installed(tiny_pipeline_dir, tmp_path):
+    pytest.importorskip("torchview")
+    import shutil
+
+    if shutil.which("dot") is None:
+        pytest.skip("graphviz's dot is not installed")
+    pipe = cfg_figures.load_pipeline(str(tiny_pipeline_dir))
+    assert cfg_figures.draw_torchview(pipe.unet, tmp_path / "graph.png")
+    assert Image.open(tmp_path / "graph.png").size[1] > 200

@@ -1,0 +1,342 @@
+"""Train the digit classifier that scores generated MNIST-M digits (`pipelines.score_digits`).
+
+Sub-minute CPU run on the embedded subset (really trains: ~0.83 validation accuracy in ~45 s):
+
+    python -m training.train_digit_classifier
+
+The shipped classifier (hub_cards/mnistm-digit-classifier):
+
+    OMP_NUM_THREADS=1 python -m training.train_digit_classifier --data_source ../shared/data/mnistm \
+        --num_epochs 12 --output_dir hub_cards/mnistm-digit-classifier
+
+The result is a Hub-style folder: model safetensors + config.json, a README.md card with the validation
+accuracy, eval_results.json and confusion_matrix.png. Checkpoints for resuming go to --project_dir.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from diffusers.optimization import get_scheduler
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
+
+from adapters import decode_digits, load_digits, to_model_range
+from pipelines.digit_classifier import DigitClassifier
+from pipelines.score_digits import accuracy_report, format_report
+
+logger = get_logger(__name__)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="mnistm", help="digit dataset name (adapters.load_digits)")
+    parser.add_argument("--data_source", default=None,
+                        help="local dataset folder / file or Hub id; default: the embedded subset")
+    parser.add_argument("--image_size", type=int, default=28)
+    parser.add_argument("--block_channels", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--output_dir", default="runs/digit-classifier/model",
+                        help="where the final Hub-style folder is written")
+    parser.add_argument("--project_dir", default="runs/digit-classifier", help="checkpoints and logs")
+    parser.add_argument("--num_epochs", type=int, default=10)
+    parser.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_epochs")
+    parser.add_argument("--train_batch_size", type=int, default=128)
+    parser.add_argument("--eval_batch_size", type=int, default=512)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--learning_rate", type=float, default=2e-3)
+    parser.add_argument("--weight_decay", type=float, default=5e-4)
+    parser.add_argument("--lr_scheduler", default="cosine", help="a diffusers.optimization scheduler name")
+    parser.add_argument("--lr_warmup_fraction", type=float, default=0.05, help="of the training steps")
+    parser.add_argument("--max_shift", type=float, default=2.0, help="random translation, pixels (0: off)")
+    parser.add_argument("--max_rotation", type=float, default=10.0, help="random rotation, degrees (0: off)")
+    parser.add_argument("--checkpointing_steps", type=int, default=500)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=2)
+    parser.add_argument("--resume_from_checkpoint", default=None, help='a checkpoint folder or "latest"')
+    parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    return parser.parse_args(argv)
+
+
+def random_affine(images: torch.Tensor, max_shift: float, max_rotation: float) -> torch.Tensor:
+    """Shift each image by up to max_shift pixels and rotate it by up to max_rotation degrees.
+
+    Digits must keep their identity, so no flips and only small moves. Borders are reflected so the
+    textured MNIST-M backgrounds do not get black edges the generated images never have.
+    """
+    if max_shift == 0 and max_rotation == 0:
+        return images
+    n, _, height, width = images.shape
+    angle = (torch.rand(n, device=images.device) * 2 - 1) * math.radians(max_rotation)
+    # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size.
+    shift = (torch.rand(n, 2, device=images.device) * 2 - 1) * max_shift * 2 / torch.tensor(
+        [width, height], device=images.device
+    )
+    cos, sin = angle.cos(), angle.sin()
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def evaluate(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> dict:
+    predictions = model.predict(to_model_range(images), batch_size=batch_size)
+    return accuracy_report(predictions, labels)
+
+
+def save_folder_atomically(write, output_dir: Path):
+    """Run write(tmp_dir), then swap tmp_dir in for output_dir, so a crash never leaves half a model."""
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
+    write(staging)
+    if output_dir.exists():
+        retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-old-", dir=output_dir.parent))
+        os.replace(output_dir, retired / output_dir.name)
+        os.replace(staging, output_dir)
+        shutil.rmtree(retired)
+    else:
+        os.replace(staging, output_dir)
+
+
+def plot_confusion_matrix(confusion: list[list[int]], path: Path, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    image = ax.imshow(confusion, cmap="Blues")
+    for true in range(len(confusion)):
+        for pred in range(len(confusion)):
+            count = confusion[true][pred]
+            if count:
+                ax.text(pred, true, count, ha="center", va="center", fontsize=6,
+                        color="white" if count > max(map(max, confusion)) / 2 else "black")
+    ax.set_xticks(range(len(confusion)))
+    ax.set_yticks(range(len(confusion)))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def model_card(args, report: dict, num_train: int, num_params: int) -> str:
+    accuracy = report["accuracy"]
+    rows = "\n".join(
+        f"| {digit} | {row['correct']} / {row['total']} | {row['accuracy']:.4f} |"
+        for digit, row in report["per_digit"].items()
+    )
+    source = args.data_source or f"embedded {args.dataset}-mini"
+    command = "python -m training.train_digit_classifier" + (
+        f" --data_source {args.data_source}" if args.data_source else ""
+    ) + f" --num_epochs {args.num_epochs} --output_dir {args.output_dir}"
+    return f"""---
+library_name: pytorch
+pipeline_tag: image-classification
+tags:
+- image-classification
+- digits
+- mnist-m
+- guided-diffusion-da
+datasets:
+- Mike0307/MNIST-M
+metrics:
+- accuracy
+model-index:
+- name: {Path(args.output_dir).name}
+  results:
+  - task:
+      type: image-classification
+    dataset:
+      name: MNIST-M (validation split, 28x28)
+      type: Mike0307/MNIST-M
+      split: validation
+    metrics:
+    - type: accuracy
+      value: {accuracy:.4f}
+---
+
+# {args.dataset} digit classifier
+
+A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU layers with channels
+{tuple(args.block_channels)}, global average pooling, a linear head) that recognises digits 0-9 in
+{args.image_size}x{args.image_size} RGB images. It scores the digits generated by the conditional DDPM
+(`python -m pipelines.score_digits`), as the course scored its 1000 generated images with a small LeNet.
+
+**Validation accuracy: {accuracy:.4f}** ({report['correct']} / {report['total']} images of the
+{args.dataset} validation split, never seen in training; one run, final weights, no model selection).
+
+## Training
+
+- Data: {num_train:,} images of the {args.dataset} train split ({source}), resized to
+  {args.image_size}x{args.image_size} with bilinear filtering, scaled to [-1, 1].
+- Augmentation: random shifts of up to {args.max_shift:g} px and rotations of up to {args.max_rotation:g}
+  degrees (reflected borders); no flips.
+- AdamW, learning rate {args.learning_rate:g} ({args.lr_scheduler} schedule, warm-up over
+  {args.lr_warmup_fraction:.0%} of the steps), weight decay {args.weight_decay:g}, batch {args.train_batch_size},
+  {args.num_epochs} epochs, seed {args.seed}.
+- Command: `{command}`
+
+## Per-digit validation accuracy
+
+| digit | correct / total | accuracy |
+|---|---|---|
+{rows}
+
+![confusion matrix](confusion_matrix.png)
+
+## Use
+
+```python
+from pipelines.digit_classifier import DigitClassifier
+model = DigitClassifier.from_pretrained("{args.output_dir}")
+pixel_values = model.images_to_tensor(pil_images)   # any size / mode -> [N, 3, 28, 28] in [-1, 1]
+digits = model.predict(pixel_values)
+```
+
+or score a folder of `{{digit}}_*.png`: `python -m pipelines.score_digits --pretrained {args.output_dir} --images DIR`.
+
+## Limitations
+
+Trained on MNIST-M only: its accuracy on other digit styles (SVHN, USPS) is not measured here. A generated
+image it labels correctly is a recognisable digit, not necessarily a realistic MNIST-M image.
+"""
+
+
+def main(args):
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
+    project_dir = Path(args.project_dir)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),  # so that CPU processes launched together join one process group
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        project_config=ProjectConfiguration(
+            project_dir=str(project_dir), logging_dir=str(project_dir / "logs"),
+            total_limit=args.checkpoints_total_limit,
+        ),
+        log_with="tensorboard",
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
+    set_seed(args.seed)
+
+    train_images, train_labels = decode_digits(load_digits(args.dataset, args.data_source, "train"), args.image_size)
+    val_images, val_labels = decode_digits(load_digits(args.dataset, args.data_source, "validation"), args.image_size)
+    logger.info(f"train {len(train_labels)} images, validation {len(val_labels)} images")
+
+    model = DigitClassifier(
+        block_channels=tuple(args.block_channels), image_size=args.image_size, dropout=args.dropout
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    loader = DataLoader(
+        TensorDataset(train_images, train_labels), batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
+    max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler, optimizer,
+        num_warmup_steps=int(args.lr_warmup_fraction * max_train_steps) * accelerator.num_processes,
+        num_training_steps=max_train_steps * accelerator.num_processes,
+    )
+    model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("digit-classifier", config={k: str(v) for k, v in vars(args).items()})
+
+    global_step = 0
+    if args.resume_from_checkpoint:
+        checkpoint = _find_checkpoint(project_dir, args.resume_from_checkpoint)
+        if checkpoint is None:
+            logger.info(f"no checkpoint found in {project_dir}; starting a new run")
+        else:
+            accelerator.load_state(str(checkpoint))
+            global_step = int(checkpoint.name.split("-")[1])
+            logger.info(f"resumed from {checkpoint} at step {global_step}")
+    first_epoch = global_step // steps_per_epoch
+    resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
+
+    progress = tqdm(range(max_train_steps), initial=global_step, disable=not accelerator.is_local_main_process)
+    for epoch in range(first_epoch, num_epochs):
+        model.train()
+        batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch else loader
+        for images, labels in batches:
+            with accelerator.accumulate(model):
+                pixel_values = random_affine(to_model_range(images), args.max_shift, args.max_rotation)
+                loss = F.cross_entropy(model(pixel_values), labels)
+                accelerator.backward(loss)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad()
+            if accelerator.sync_gradients:
+                global_step += 1
+                progress.update(1)
+                logs = {"loss": loss.item(), "lr": lr_scheduler.get_last_lr()[0]}
+                progress.set_postfix(**logs)
+                accelerator.log(logs, step=global_step)
+                if global_step % args.checkpointing_steps == 0:
+                    _save_checkpoint(accelerator, project_dir, global_step, args.checkpoints_total_limit)
+            if global_step >= max_train_steps:
+                break
+        if accelerator.is_main_process:
+            report = evaluate(accelerator.unwrap_model(model), val_images, val_labels, args.eval_batch_size)
+            accelerator.log({"val_accuracy": report["accuracy"]}, step=global_step)
+            logger.info(f"epoch {epoch + 1}/{num_epochs}: validation accuracy {report['accuracy']:.4f}")
+    progress.close()
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(model)
+        report = evaluate(model, val_images, val_labels, args.eval_batch_size)
+        logger.info("validation\n" + format_report(report))
+        num_params = sum(p.numel() for p in model.parameters())
+
+        def write(folder: Path):
+            model.save_pretrained(folder)
+            (folder / "eval_results.json").write_text(json.dumps({"split": "validation", **report}, indent=2))
+            plot_confusion_matrix(
+                report["confusion_matrix"], folder / "confusion_matrix.png",
+                f"{args.dataset} validation, accuracy {report['accuracy']:.4f}",
+            )
+            (folder / "README.md").write_text(model_card(args, report, len(train_labels), num_params))
+
+        save_folder_atomically(write, Path(args.output_dir))
+        logger.info(f"saved the classifier to {args.output_dir}")
+    accelerator.end_training()
+
+
+def _find_checkpoint(project_dir: Path, name: str):
+    if name != "latest":
+        path = Path(name)
+        if not path.is_dir():
+            raise FileNotFoundError(f"checkpoint folder {name} does not exist")
+        return path
+    checkpoints = sorted(project_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    return checkpoints[-1] if checkpoints else None
+
+
+def _save_checkpoint(accelerator, project_dir: Path, step: int, total_limit: int):
+    if accelerator.is_main_process and total_limit is not None:
+        # Make room first, as the diffusers examples do: keep total_limit - 1 old ones plus the new one.
+        checkpoints = sorted(project_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+        for old in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
+            shutil.rmtree(old)
+    accelerator.save_state(str(project_dir / f"checkpoint-{step}"))
+
+
+if __name__ == "__main__":
+    main(parse_args())
