@@ -273,6 +273,7 @@ def push_folder_to_hub(folder: Path, repo_id: str) -> str:
 class TrainResult:
     unet: UNet2DModel  # unwrapped, holding the EMA weights
     final_loss: float
+    loss_history: list[tuple[int, float]]  # (step, mean loss since the previous log)
     global_step: int
     images_seen: int
     seconds: float
@@ -359,7 +360,7 @@ def train_diffusion(
                     tracker.writer.add_image("samples", np.asarray(grid), step, dataformats="HWC")
         accelerator.wait_for_everyone()
 
-    start, running_loss, loss_count, last_loss = time.time(), 0.0, 0, float("nan")
+    start, running_loss, loss_count, last_loss, loss_history = time.time(), 0.0, 0, float("nan"), []
     unet.train()
     while global_step < args.max_train_steps:
         micro_step = global_step * args.gradient_accumulation_steps
@@ -389,6 +390,7 @@ def train_diffusion(
                 torch.tensor(running_loss / loss_count, device=accelerator.device), reduction="mean"
             ).item()
             running_loss, loss_count = 0.0, 0
+            loss_history.append((global_step, last_loss))
             logs = {"loss": last_loss, "lr": lr_scheduler.get_last_lr()[0], "ema_decay": ema.cur_decay_value}
             progress.set_postfix(loss=f"{last_loss:.4f}")
             accelerator.log(logs, step=global_step)
@@ -405,6 +407,7 @@ def train_diffusion(
     result = TrainResult(
         unet=model,
         final_loss=last_loss,
+        loss_history=loss_history,
         global_step=global_step,
         images_seen=global_step * images_per_step,
         seconds=time.time() - start,

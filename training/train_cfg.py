@@ -29,6 +29,7 @@ from training.diffusion_trainer import (  # noqa: E402
     add_training_args,
     build_noise_scheduler,
     build_unet,
+    check_training_args,
     make_grid,
     publish_folder,
     push_folder_to_hub,
@@ -70,6 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0 <= args.label_dropout < 1:
         raise ValueError(f"--label_dropout must be in [0, 1), got {args.label_dropout}")
+    check_training_args(args)
     return args
 
 

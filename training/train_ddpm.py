@@ -29,6 +29,7 @@ from training.diffusion_trainer import (  # noqa: E402
     add_training_args,
     build_noise_scheduler,
     build_unet,
+    check_training_args,
     make_grid,
     publish_folder,
     push_folder_to_hub,
@@ -67,7 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         checkpointing_steps=100,
         save_images_steps=100,
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_training_args(args)
+    return args
 
 
 def _parquet_images(folder: Path) -> list[Image.Image]:
