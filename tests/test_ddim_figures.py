@@ -1,0 +1,65 @@
+"""The figures command on a tiny model: every figure is written, and missing noises are an error."""
+
+import PIL.Image
+import pytest
+import torch
+from diffusers import UNet2DModel
+
+from adapters.faces import save_face_noises
+from pipelines import ddim_figures
+
+
+@pytest.fixture()
+def model_dir(tmp_path):
+    torch.manual_seed(0)
+    UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+    ).save_pretrained(tmp_path / "model")
+    return tmp_path / "model"
+
+
+def test_figures_command_writes_all_four_figures(model_dir, tmp_path):
+    save_face_noises(tmp_path / "noise", num_noises=4, shape=(1, 8, 8))
+    args = ddim_figures.parse_args(
+        [
+            "--pretrained",
+            str(model_dir),
+            "--noise_dir",
+            str(tmp_path / "noise"),
+            "--output_dir",
+            str(tmp_path / "figures"),
+            "--num_inference_steps",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
+    paths = ddim_figures.main(args)
+    assert [p.name for p in paths] == ["eta_grid.png", "eta_0.5_twice.png", "slerp.png", "lerp.png"]
+    sizes = {p.name: PIL.Image.open(p).size for p in paths}
+    assert sizes["eta_grid.png"][1] > 2 * sizes["eta_0.5_twice.png"][1]  # ten rows against two
+    assert sizes["slerp.png"][0] > 2 * sizes["eta_grid.png"][0] / 2  # eleven columns
+    assert sorted(f.name for f in (tmp_path / "figures").iterdir()) == sorted(sizes)  # no temporary files
+
+
+def test_figures_command_needs_noises_00_to_03(model_dir, tmp_path):
+    save_face_noises(tmp_path / "noise", num_noises=3, shape=(1, 8, 8))
+    args = ddim_figures.parse_args(
+        [
+            "--pretrained",
+            str(model_dir),
+            "--noise_dir",
+            str(tmp_path / "noise"),
+            "--output_dir",
+            str(tmp_path / "f"),
+        ]
+    )
+    with pytest.raises(FileNotFoundError, match="03.pt"):
+        ddim_figures.main(args)
