@@ -174,14 +174,17 @@ def test_course_output_command(tmp_path):
     assert files == sorted(f"{d}_{i:03d}.png" for d in range(10) for i in (1, 2))
     image = PIL.Image.open(tmp_path / "out" / "7_002.png")
     assert image.size == (28, 28) and image.mode == "RGB"
-    # the same seed and batch size give the same files
-    cli.main(cli.parse_args([*argv[:3], str(tmp_path / "again"), *argv[4:]]))
+    # a digit's files depend only on the seed and batch size, so --digits can shard the work
+    cli.main(cli.parse_args([*argv[:3], str(tmp_path / "again"), *argv[4:], "--digits", "3"]))
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["3_001.png", "3_002.png"]
     assert (tmp_path / "out" / "3_001.png").read_bytes() == (tmp_path / "again" / "3_001.png").read_bytes()
 
 
 def test_course_output_command_bad_input(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
         cli.parse_args(["--pretrained", str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
+    with pytest.raises(ValueError, match="--digits must be in 0-9"):
+        cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--digits", "10"])
     with pytest.raises(ValueError, match="images_per_digit"):
         cli.parse_args(
             ["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--images_per_digit", "0"]
