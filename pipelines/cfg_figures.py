@@ -198,8 +198,8 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
         ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color=color, **kwargs))
 
     left, right, middle = 1.9, 9.1, 5.5
-    box(left, 1.6, f"input x_t\n{in_ch}x{size}x{size}", "#eeeeee", height=0.9)
-    box(left, 0.3, f"conv_in 3x3\n{in_ch} -> {channels[0]} ch", "#eeeeee", height=0.9)
+    box(left, 1.6, f"input x_t\n{in_ch}x{size}x{size}", "#eeeeee", width=2.6, height=0.9)
+    box(left, 0.3, f"conv_in 3x3\n{in_ch} -> {channels[0]} ch", "#eeeeee", width=2.6, height=0.9)
     arrow((left, 1.12), (left, 0.78))
     rows = [-2.2 * (i + 1) + 0.6 for i in range(levels)]
     for i, (block_type, down) in enumerate(zip(config.down_block_types, unet.down_blocks)):
@@ -208,7 +208,7 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
         box(left, rows[i], f"{block_type}\n{config.layers_per_block} x ResNet{attention}\n"
             f"{channels[max(i - 1, 0)]} -> {channels[i]} ch @ {sizes[i]}x{sizes[i]}{resample}\n{params(down)}",
             "#cfe2f3")
-        arrow((left, (rows[i - 1] if i else 0.3) - 0.75), (left, rows[i] + 0.75))
+        arrow((left, rows[i - 1] - 0.75 if i else -0.15), (left, rows[i] + 0.75))
     for j, (block_type, up) in enumerate(zip(config.up_block_types, unet.up_blocks)):
         i = levels - 1 - j  # the up block at the same resolution as down block i
         attention = " + self-attention" if "Attn" in block_type else ""
@@ -221,24 +221,26 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
         ax.text(middle, rows[i] + 0.12, "skip connections (concatenated)", ha="center", fontsize=7, color="0.35")
     mid_y = rows[-1] - 2.0
     mid_type = config.mid_block_type or "no mid block"
-    mid_text = f"{mid_type}\nResNet + self-attention + ResNet\n{channels[-1]} ch @ {sizes[-1]}x{sizes[-1]}"
+    mid_attention = any(a is not None for a in getattr(unet.mid_block, "attentions", []))
+    mid_layers = "ResNet + self-attention + ResNet" if mid_attention else "ResNet + ResNet"
+    mid_text = f"{mid_type}\n{mid_layers}\n{channels[-1]} ch @ {sizes[-1]}x{sizes[-1]}"
     box(middle, mid_y, mid_text + (f"\n{params(unet.mid_block)}" if unet.mid_block is not None else ""), "#fce5cd")
     arrow((left, rows[-1] - 0.75), (middle - 1.55, mid_y))
     arrow((middle + 1.55, mid_y), (right, rows[-1] - 0.75))
-    box(right, 0.3, f"GroupNorm, SiLU, conv_out 3x3\n{channels[0]} -> {config.out_channels} ch", "#eeeeee",
-        height=0.9)
-    box(right, 1.6, f"predicted noise eps\n{config.out_channels}x{size}x{size}", "#eeeeee", height=0.9)
+    box(right, 0.3, f"GroupNorm, SiLU, conv_out\n{channels[0]} -> {config.out_channels} ch", "#eeeeee",
+        width=2.6, height=0.9)
+    box(right, 1.6, f"predicted noise eps\n{config.out_channels}x{size}x{size}", "#eeeeee", width=2.6, height=0.9)
     arrow((right, rows[0] + 0.75), (right, -0.17))
     arrow((right, 0.78), (right, 1.12))
 
     time_dim = unet.time_embedding.linear_2.out_features
-    box(middle - 1.05, 1.6, f"timestep t\nsinusoidal ({channels[0]})\n-> MLP -> {time_dim}", "#fff2cc",
-        width=1.95, height=0.9)
-    box(middle + 1.05, 1.6, f"class c: 0-9, null = {null_class_id}\n"
-        f"Embedding({config.num_class_embeds}, {time_dim})", "#fff2cc", width=1.95, height=0.9)
-    box(middle, 0.3, "emb = time emb + class emb", "#fff2cc", width=4.0, height=0.5)
-    arrow((middle - 1.05, 1.12), (middle - 0.6, 0.58))
-    arrow((middle + 1.05, 1.12), (middle + 0.6, 0.58))
+    box(middle - 1.0, 1.6, f"timestep t\nsinusoidal ({channels[0]})\n-> MLP -> {time_dim}", "#fff2cc",
+        width=1.8, height=0.9)
+    box(middle + 1.0, 1.6, f"class c: 0-9, null = {null_class_id}\n"
+        f"Embedding({config.num_class_embeds}, {time_dim})", "#fff2cc", width=1.8, height=0.9)
+    box(middle, 0.3, "emb = time emb + class emb", "#fff2cc", width=3.4, height=0.5)
+    arrow((middle - 1.0, 1.12), (middle - 0.6, 0.58))
+    arrow((middle + 1.0, 1.12), (middle + 0.6, 0.58))
     for x in (left + 1.0, right - 1.0):  # emb is added to the features inside every ResNet block
         arrow((middle, 0.02), (x, rows[0] + 0.75), linestyle=":", color="#b45f06")
     ax.text(middle, -0.45, "emb enters every ResNet block", ha="center", fontsize=7, color="#b45f06")
