@@ -170,7 +170,7 @@ model-index:
 | metric | value |
 |---|---|
 | target ({args.target}) validation accuracy | {final['target_val_accuracy']:.4f} |
-{adapt_row}| source ({args.source}) validation accuracy | {final['source_val_accuracy']:.4f} |
+{adapt_row}| source ({args.source}) validation accuracy, as trained | {final['source_val_accuracy']:.4f} |
 | training images seen | {final['images_seen']} |
 | wall time (s), data loading included | {final['wall_time_s']:.1f} |
 
@@ -337,14 +337,15 @@ def main(args):
 
     # 5. Hub-style output folder: weights + config + card + metrics
     accelerator.wait_for_everyone()
-    final = {"source": args.source, "target": args.target, "mode": args.mode, "architecture": args.architecture}
+    final = {"source": args.source, "target": args.target, "mode": args.mode, "architecture": args.architecture,
+             # measured before any BatchNorm re-estimation, which specialises the model to the target
+             "source_val_accuracy": accuracy(unwrapped, source.val_images, source.val_labels, args.eval_batch_size)}
     if args.adapt_bn:
         final["target_val_accuracy_before_adapt_bn"] = state.history[-1]["target_val_accuracy"]
         adapt_batchnorm(unwrapped, target.train_images, args.eval_batch_size)
     final.update({
         "target_val_accuracy": accuracy(unwrapped, target.val_images, target.val_labels, args.eval_batch_size),
         "target_val_note": target.val_note,
-        "source_val_accuracy": accuracy(unwrapped, source.val_images, source.val_labels, args.eval_batch_size),
         "images_seen": total_steps * args.batch_size,
         "num_processes": world,
         "wall_time_s": time.perf_counter() - start,
