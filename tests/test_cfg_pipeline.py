@@ -6,7 +6,13 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UNet2DModel,
+)
 
 from pipelines import ConditionalDDPMPipeline
 from pipelines import conditional_ddpm as cli
@@ -113,6 +119,14 @@ def test_ddim_scheduler_swap_and_its_capture_points(pipe):
     assert out.images.shape == (4, 3, 8, 8) and sorted(out.intermediates) == [1, 17]
     with pytest.raises(ValueError, match="not visited"):
         sample(pipe, num_inference_steps=5, capture_timesteps=[2])
+
+
+@pytest.mark.parametrize("scheduler_class", [DPMSolverMultistepScheduler, EulerDiscreteScheduler])
+def test_other_diffusers_schedulers(pipe, scheduler_class):
+    pipe.scheduler = scheduler_class.from_config(pipe.scheduler.config)
+    first = sample(pipe, num_inference_steps=3).images
+    assert first.shape == (4, 3, 8, 8) and torch.isfinite(first).all()
+    torch.testing.assert_close(sample(pipe, num_inference_steps=3).images, first)
 
 
 def test_save_load_round_trip(pipe, tmp_path):

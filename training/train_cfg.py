@@ -62,11 +62,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         output_dir=Path("runs/cfg-mnistm"),
         resolution=28,
         num_train_timesteps=400,
-        block_out_channels=[16, 32, 64],
-        max_train_steps=1200,
+        # The shipped model's UNet (0.17M parameters): small enough that 1000 digits x 400 guided
+        # steps run on one CPU core in about half an hour.
+        block_out_channels=[8, 16, 32],
+        norm_num_groups=4,
+        learning_rate=2e-3,
+        lr_warmup_steps=300,
+        max_train_steps=600,
         train_batch_size=64,
-        checkpointing_steps=400,
-        save_images_steps=600,
+        checkpointing_steps=200,
+        save_images_steps=300,
     )
     args = parser.parse_args(argv)
     if not 0 <= args.label_dropout < 1:
