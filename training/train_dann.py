@@ -54,7 +54,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_epoch", type=int, default=None,
                         help="cap on steps per epoch (default: one pass over the labelled training set)")
     parser.add_argument("--batch_size", type=int, default=64, help="labelled images per step, all processes together")
-    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam; the report used 3e-4")
     parser.add_argument("--lr_schedule", default="constant", choices=["constant", "dann"],
                         help="dann: mu_p = mu_0 / (1 + 10 p)^0.75 (Ganin et al.)")
     parser.add_argument("--weight_decay", type=float, default=0.0)
@@ -130,6 +130,21 @@ def adapt_batchnorm(model, images_u8: torch.Tensor, batch_size: int) -> None:
     model.eval()
 
 
+def training_command(args) -> str:
+    """The command line that reproduces a run from its parsed arguments."""
+    parts = ["accelerate launch training/train_dann.py"]
+    for key, value in vars(args).items():
+        if value is None or value is False or key == "resume_from_checkpoint":
+            continue
+        if value is True:
+            parts.append(f"--{key}")
+        elif isinstance(value, (list, tuple)):
+            parts.append(f"--{key} " + " ".join(str(v) for v in value))
+        else:
+            parts.append(f"--{key} {value}")
+    return " \\\n    ".join(parts)
+
+
 def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_processes: int) -> str:
     settings = {k: v for k, v in vars(args).items() if k not in ("output_dir", "resume_from_checkpoint")}
     adapt_row = ""
@@ -177,10 +192,20 @@ model-index:
 Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
 `adapters.decode_digits` does; `python -m pipelines.dann` applies the same preprocessing.
 
+```bash
+python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --output_csv pred.csv
+```
+
 ```python
 from pipelines.dann_models import DANNModel
-model = DANNModel.from_pretrained("{Path(args.output_dir).name}")
+model = DANNModel.from_pretrained("{args.output_dir}")
 labels = model.predict(pixel_values)  # [N, 3, 28, 28] in [-1, 1]
+```
+
+Reproduce (data folders as in the project's shared data):
+
+```bash
+{training_command(args)}
 ```
 
 ## Per-epoch target validation accuracy
@@ -302,8 +327,9 @@ def main(args):
                     out = model(torch.cat([images, target_images]), grl_coeff=lambda_p)
                     n = len(images)
                     class_loss = F.cross_entropy(out.logits[:n], labels)
-                    domains = torch.cat([torch.zeros(n), torch.ones(len(target_images))]).to(out.domain_logits)
-                    domain_loss = F.binary_cross_entropy_with_logits(out.domain_logits.float(), domains.float())
+                    # domain label 0 = source, 1 = target
+                    domains = torch.cat([torch.zeros(n, device=device), torch.ones(len(target_images), device=device)])
+                    domain_loss = F.binary_cross_entropy_with_logits(out.domain_logits.float(), domains)
                     loss = class_loss + domain_loss
                     if args.entropy_weight > 0:
                         target_probs = out.logits[n:].float().softmax(dim=1)
