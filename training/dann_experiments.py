@@ -74,25 +74,37 @@ def run_or_read(args, mode: str) -> dict:
 
 
 @torch.no_grad()
-def domain_features(model: DANNModel, images_u8: torch.Tensor, count: int, seed: int):
-    """Features of `count` randomly chosen images (fixed seed), and which rows were chosen."""
+def domain_features(model: DANNModel, images_u8: torch.Tensor, count: int, seed: int, own_statistics: bool):
+    """Features of `count` randomly chosen images (fixed seed), and which rows were chosen.
+
+    own_statistics: normalise with this domain's batch statistics instead of the stored ones. A model whose
+    BatchNorm was re-estimated on the target (AdaBN) would otherwise push source images through target
+    statistics, which no source image ever meets at test time.
+    """
     rows = torch.randperm(len(images_u8), generator=torch.Generator().manual_seed(seed))[:count]
     model.eval()
-    return model(to_model_range(images_u8[rows])).features, rows
+    if own_statistics:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.train()
+    features = model(to_model_range(images_u8[rows])).features
+    model.eval()
+    return features, rows
 
 
-def tsne_figures(args, dann_run_dir: Path, figures_dir: Path) -> list[Path]:
+def tsne_figures(args, dann_run: dict, figures_dir: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from sklearn.manifold import TSNE
 
-    model = DANNModel.from_pretrained(dann_run_dir)
+    model = DANNModel.from_pretrained(dann_run["run_dir"])
+    own_statistics = "target_val_accuracy_before_adapt_bn" in dann_run
     source = load_splits(args.source, args.source_dir)
     target = load_splits(args.target, args.target_dir)
-    src_feat, src_rows = domain_features(model, source.val_images, args.tsne_per_domain, args.seed)
-    tgt_feat, tgt_rows = domain_features(model, target.val_images, args.tsne_per_domain, args.seed)
+    src_feat, src_rows = domain_features(model, source.val_images, args.tsne_per_domain, args.seed, own_statistics)
+    tgt_feat, tgt_rows = domain_features(model, target.val_images, args.tsne_per_domain, args.seed, own_statistics)
     features = torch.cat([src_feat, tgt_feat]).numpy()
     digits = torch.cat([source.val_labels[src_rows], target.val_labels[tgt_rows]]).numpy()
     domains = [0] * len(src_rows) + [1] * len(tgt_rows)
@@ -124,6 +136,13 @@ def tsne_figures(args, dann_run_dir: Path, figures_dir: Path) -> list[Path]:
     return paths
 
 
+def accuracy_cell(run: dict) -> str:
+    cell = f"{run['target_val_accuracy']:.4f}"
+    if "target_val_accuracy_before_adapt_bn" in run:
+        cell += f" ({run['target_val_accuracy_before_adapt_bn']:.4f} before AdaBN)"
+    return cell
+
+
 def write_tables(figures_dir: Path) -> str:
     """accuracy.md / accuracy.json from every <source>-<target>.json in figures_dir."""
     scenarios = {}
@@ -134,8 +153,7 @@ def write_tables(figures_dir: Path) -> str:
         f"{DISPLAY[s['source']]} → {DISPLAY[s['target']]}" for s in scenarios.values()) + " |"
     lines = [header, "|---" * (len(scenarios) + 1) + "|"]
     for mode, row_name in MODE_ROWS.items():
-        cells = [f"{s['modes'][mode]['target_val_accuracy']:.4f}" if mode in s["modes"] else "-"
-                 for s in scenarios.values()]
+        cells = [accuracy_cell(s["modes"][mode]) if mode in s["modes"] else "-" for s in scenarios.values()]
         lines.append(f"| {row_name} | " + " | ".join(cells) + " |")
     table = "\n".join(lines) + "\n"
     (figures_dir / "accuracy.md").write_text(table)
@@ -151,14 +169,15 @@ def main(args):
         "source": args.source,
         "target": args.target,
         "modes": {
-            mode: {k: r[k] for k in ("target_val_accuracy", "target_val_note", "source_val_accuracy",
-                                     "architecture", "images_seen", "wall_time_s", "run_dir") if k in r}
+            mode: {k: r[k] for k in ("target_val_accuracy", "target_val_accuracy_before_adapt_bn", "target_val_note",
+                                     "source_val_accuracy", "architecture", "images_seen", "wall_time_s", "run_dir")
+                   if k in r}
             for mode, r in results.items()
         },
     }
     (figures_dir / f"{args.source}-{args.target}.json").write_text(json.dumps(summary, indent=2))
     if "dann" in results:
-        tsne_figures(args, Path(results["dann"]["run_dir"]), figures_dir)
+        tsne_figures(args, results["dann"], figures_dir)
     return write_tables(figures_dir)
 
 
