@@ -63,8 +63,8 @@ def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path
             ] = image
 
     scale = max(1.0, 48 / height)  # show small images at a readable size
-    fig_width = mosaic.shape[1] * scale / 100 + 1.4
-    fig_height = mosaic.shape[0] * scale / 100 + 1.0
+    fig_width = max(4.0, mosaic.shape[1] * scale / 100 + 1.4)
+    fig_height = mosaic.shape[0] * scale / 100 + 1.2
     fig, ax = plt.subplots(figsize=(fig_width, fig_height))
     ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks(
@@ -111,7 +111,7 @@ def main(args) -> list:
         column_labels,
         "initial noise",
         "eta",
-        f"DDIM, eta from 0.0 to 0.9 ({about})",
+        f"DDIM, eta from 0.0 to 0.9\n{about}",
         paths[-1],
     )
 
@@ -123,7 +123,7 @@ def main(args) -> list:
         column_labels,
         "initial noise",
         "eta = 0.5, two runs",
-        f"DDIM at eta = 0.5 twice ({about})",
+        f"DDIM at eta = 0.5, twice\n{about}",
         paths[-1],
     )
 
@@ -137,7 +137,7 @@ def main(args) -> list:
             [f"{a}" for a in ALPHAS],
             "alpha (0: 00.pt, 1: 01.pt)",
             "",
-            f"{name} between noises 00 and 01, eta = 0 ({about})",
+            f"{name} from noise 00 to noise 01, eta = 0, {about}",
             paths[-1],
         )
     return paths

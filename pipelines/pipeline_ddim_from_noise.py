@@ -234,10 +234,9 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
 
 
 def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
+    """uint8 [C, H, W] to a grey (C = 1) or RGB (C = 3) PIL image."""
     array = image.permute(1, 2, 0).numpy()
-    return PIL.Image.fromarray(
-        array[..., 0] if array.shape[2] == 1 else array, mode="L" if array.shape[2] == 1 else "RGB"
-    )
+    return PIL.Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
 
 
 def _check_training_schedule(path: str, hub_kwargs: dict) -> None:
