@@ -75,11 +75,23 @@ def launch(script: str, args: list[str], num_processes: int) -> subprocess.Compl
 
 
 def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
-    args = [*TINY_CFG, "--max_train_steps", "4", "--checkpointing_steps", "2", "--save_images_steps", "4"]
+    args = [
+        *TINY_CFG,
+        "--max_train_steps",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--save_images_steps",
+        "4",
+        "--gradient_accumulation_steps",
+        "2",
+    ]
     launch("train_cfg.py", ["--output_dir", str(tmp_path / "full"), *args], num_processes=2)
     summary = json.loads((tmp_path / "full" / "train_summary.json").read_text())
     assert (
-        summary["num_processes"] == 2 and summary["global_step"] == 4 and summary["images_seen"] == 4 * 2 * 8
+        summary["num_processes"] == 2
+        and summary["global_step"] == 4
+        and summary["images_seen"] == 4 * 2 * 8 * 2
     )
     assert (tmp_path / "full" / "samples" / "step-000004.png").is_file()
 
