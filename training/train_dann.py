@@ -151,6 +151,11 @@ def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_p
     if "target_val_accuracy_before_adapt_bn" in final:
         adapt_row = ("| target validation accuracy before re-estimating BatchNorm on the target | "
                      f"{final['target_val_accuracy_before_adapt_bn']:.4f} |\n")
+    scale_note = ""
+    if args.augment and min(args.aug_scale) > 1.0:
+        scale_note = (f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
+                      f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
+                      "own scale is low by design.\n\n")
     rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['target_val_accuracy']:.4f} |" for h in history)
     return f"""---
 library_name: pytorch
@@ -186,10 +191,10 @@ model-index:
 |---|---|
 | target ({args.target}) validation accuracy | {final['target_val_accuracy']:.4f} |
 {adapt_row}| source ({args.source}) validation accuracy, as trained | {final['source_val_accuracy']:.4f} |
-| training images seen | {final['images_seen']} |
+| labelled training images seen | {final['images_seen']} |
 | wall time (s), data loading included | {final['wall_time_s']:.1f} |
 
-Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
+{scale_note}Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
 `adapters.decode_digits` does; `python -m pipelines.dann` applies the same preprocessing.
 
 ```bash
@@ -230,6 +235,7 @@ def save_model(model: DANNModel, output_dir: Path, card: str, metrics: dict) -> 
         (Path(tmp) / "README.md").write_text(card)
         (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2))
         for name in ("config.json", "model.safetensors", "README.md", "metrics.json"):
+            os.chmod(Path(tmp) / name, 0o644)
             os.replace(Path(tmp) / name, output_dir / name)
 
 
