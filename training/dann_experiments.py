@@ -29,7 +29,7 @@ import torch
 from adapters import DIGIT_DATASETS, to_model_range
 from pipelines.dann_models import DANNModel
 from training import train_dann
-from training.dann_data import load_splits
+from training.dann_data import load_splits, random_affine
 
 MODE_ROWS = {"source_only": "trained on source", "dann": "DANN", "target_only": "trained on target"}
 DISPLAY = {"mnistm": "MNIST-M", "usps": "USPS", "svhn": "SVHN", "mnist": "MNIST"}
@@ -49,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--figures_dir", default="runs/dann/figures")
     parser.add_argument("--retrain", action="store_true", help="train even when a finished run exists")
     parser.add_argument("--tsne_per_domain", type=int, default=600, help="validation images per domain in the t-SNE")
+    parser.add_argument("--source_zoom", type=float, default=1.0,
+                        help="zoom the source validation images in the t-SNE (the centre of a training --aug_scale)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(own_argv)
     args.train_argv = train_argv
@@ -74,7 +76,8 @@ def run_or_read(args, mode: str) -> dict:
 
 
 @torch.no_grad()
-def domain_features(model: DANNModel, images_u8: torch.Tensor, count: int, seed: int, own_statistics: bool):
+def domain_features(model: DANNModel, images_u8: torch.Tensor, count: int, seed: int, own_statistics: bool,
+                    zoom: float = 1.0):
     """Features of `count` randomly chosen images (fixed seed), and which rows were chosen.
 
     own_statistics: normalise with this domain's batch statistics instead of the stored ones. A model whose
@@ -87,7 +90,10 @@ def domain_features(model: DANNModel, images_u8: torch.Tensor, count: int, seed:
         for module in model.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.train()
-    features = model(to_model_range(images_u8[rows])).features
+    pixel_values = to_model_range(images_u8[rows])
+    if zoom != 1.0:
+        pixel_values = random_affine(pixel_values, torch.Generator(), 0.0, (zoom, zoom), 0.0)
+    features = model(pixel_values).features
     model.eval()
     return features, rows
 
@@ -103,7 +109,8 @@ def tsne_figures(args, dann_run: dict, figures_dir: Path) -> list[Path]:
     own_statistics = "target_val_accuracy_before_adapt_bn" in dann_run
     source = load_splits(args.source, args.source_dir)
     target = load_splits(args.target, args.target_dir)
-    src_feat, src_rows = domain_features(model, source.val_images, args.tsne_per_domain, args.seed, own_statistics)
+    src_feat, src_rows = domain_features(model, source.val_images, args.tsne_per_domain, args.seed, own_statistics,
+                                         args.source_zoom)
     tgt_feat, tgt_rows = domain_features(model, target.val_images, args.tsne_per_domain, args.seed, own_statistics)
     features = torch.cat([src_feat, tgt_feat]).numpy()
     digits = torch.cat([source.val_labels[src_rows], target.val_labels[tgt_rows]]).numpy()
@@ -111,10 +118,11 @@ def tsne_figures(args, dann_run: dict, figures_dir: Path) -> list[Path]:
     embedded = TSNE(n_components=2, init="pca", perplexity=30, random_state=args.seed).fit_transform(features)
 
     names = (DISPLAY[args.source], DISPLAY[args.target])
+    zoomed = f", zoomed x{args.source_zoom:g}" if args.source_zoom != 1.0 else ""
     paths = []
     for kind, colours, legend in (
         ("digit", digits, [str(d) for d in range(10)]),
-        ("domain", domains, [f"{names[0]} (source)", f"{names[1]} (target)"]),
+        ("domain", domains, [f"{names[0]} (source{zoomed})", f"{names[1]} (target)"]),
     ):
         fig, ax = plt.subplots(figsize=(6, 6))
         cmap = plt.get_cmap("tab10")
