@@ -21,6 +21,7 @@ import torch.nn as nn
 from huggingface_hub import PyTorchModelHubMixin
 
 ARCHITECTURES = ("report", "improved")
+INPUT_NORMALIZATIONS = ("grey", "per_channel")
 
 # ITU-R BT.601 luma weights, the same as PIL's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
@@ -71,6 +72,10 @@ class DANNConfig:
     """Everything needed to rebuild a `DANNModel`; stored as `config.json` beside the weights."""
 
     architecture: str = "improved"
+    # improved extractor only: "grey" (luma, then per-image standardisation: colour-free) or "per_channel"
+    # (each RGB channel standardised per image: keeps colour contrast, which MNIST-M digits may need when
+    # digit and background have the same luminance).
+    input_normalization: str = "grey"
     num_classes: int = 10
     image_size: int = 28
     feature_dim: int = 128
@@ -83,6 +88,9 @@ class DANNConfig:
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
+        if self.input_normalization not in INPUT_NORMALIZATIONS:
+            raise ValueError(f"unknown input_normalization {self.input_normalization!r}; "
+                             f"expected one of {INPUT_NORMALIZATIONS}")
         if self.image_size != 28:
             raise ValueError(f"the DANN networks are built for 28x28 inputs, got image_size={self.image_size}")
         if self.num_classes < 2:
@@ -106,6 +114,19 @@ class GreyStandardize(nn.Module):
         mean = grey.mean(dim=(2, 3), keepdim=True)
         std = grey.std(dim=(2, 3), keepdim=True)
         return (grey - mean) / (std + self.eps)
+
+
+class ChannelStandardize(nn.Module):
+    """RGB in [-1, 1] -> each channel with zero mean and unit variance per image."""
+
+    def __init__(self, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=(2, 3), keepdim=True)
+        std = x.std(dim=(2, 3), keepdim=True)
+        return (x - mean) / (std + self.eps)
 
 
 def _report_extractor(cfg: DANNConfig) -> nn.Sequential:
@@ -132,9 +153,10 @@ def _conv_bn_relu(cin: int, cout: int, padding: int = 1) -> list[nn.Module]:
 def _improved_extractor(cfg: DANNConfig) -> nn.Sequential:
     # 28 -> 14 -> 7, then a global average pool (tolerates shifted / rescaled digits);
     # ~8M multiply-adds per image, a little under the report's network.
+    grey = cfg.input_normalization == "grey"
     return nn.Sequential(
-        GreyStandardize(),
-        nn.Conv2d(1, 32, 5, padding=2, bias=False),
+        GreyStandardize() if grey else ChannelStandardize(),
+        nn.Conv2d(1 if grey else 3, 32, 5, padding=2, bias=False),
         nn.BatchNorm2d(32),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),

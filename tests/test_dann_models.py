@@ -41,10 +41,11 @@ def test_lambda_schedule_rejects_progress_outside_unit_interval(progress):
         dann_lambda(progress)
 
 
-@pytest.mark.parametrize("architecture", ["report", "improved"])
-def test_forward_shapes(architecture):
+@pytest.mark.parametrize("architecture, normalization", [("report", "grey"), ("improved", "grey"),
+                                                          ("improved", "per_channel")])
+def test_forward_shapes(architecture, normalization):
     torch.manual_seed(0)
-    model = DANNModel(DANNConfig(architecture=architecture)).eval()
+    model = DANNModel(DANNConfig(architecture=architecture, input_normalization=normalization)).eval()
     x = torch.rand(5, 3, 28, 28) * 2 - 1
     out = model(x)
     assert out.logits.shape == (5, 10) and out.features.shape == (5, 128) and out.domain_logits is None
@@ -67,16 +68,19 @@ def test_domain_gradient_reaches_features_reversed():
 def test_bad_config_and_input_are_rejected():
     with pytest.raises(ValueError, match="architecture"):
         DANNConfig(architecture="resnet")
+    with pytest.raises(ValueError, match="input_normalization"):
+        DANNConfig(input_normalization="lab")
     with pytest.raises(ValueError, match="28x28"):
         DANNConfig(image_size=32)
     with pytest.raises(ValueError, match="shape"):
         DANNModel(DANNConfig())(torch.zeros(2, 1, 28, 28))
 
 
-def test_improved_model_ignores_brightness_and_contrast():
+@pytest.mark.parametrize("normalization", ["grey", "per_channel"])
+def test_improved_model_ignores_brightness_and_contrast(normalization):
     """Per-image standardisation inside the model: an affine change of the pixel values changes nothing."""
     torch.manual_seed(0)
-    model = DANNModel(DANNConfig(architecture="improved")).eval()
+    model = DANNModel(DANNConfig(architecture="improved", input_normalization=normalization)).eval()
     x = torch.rand(3, 3, 28, 28) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(model(x).logits, model(0.5 * x + 0.2).logits, atol=1e-4)

@@ -33,7 +33,7 @@ from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from tqdm.auto import tqdm
 
 from adapters import DIGIT_DATASETS, to_model_range
-from pipelines.dann_models import ARCHITECTURES, DANNConfig, DANNModel, dann_lambda
+from pipelines.dann_models import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig, DANNModel, dann_lambda
 from training.dann_data import load_splits, random_affine, random_invert
 
 logger = get_logger(__name__)
@@ -49,6 +49,8 @@ def parse_args(argv=None):
     parser.add_argument("--target_dir", default=None, help="local copy of the target (default: embedded subset)")
     parser.add_argument("--mode", default="dann", help=f"one of {MODES}")
     parser.add_argument("--architecture", default="improved", help=f"one of {ARCHITECTURES}")
+    parser.add_argument("--input_normalization", default="grey", choices=list(INPUT_NORMALIZATIONS),
+                        help="improved architecture: grey or per-channel per-image standardisation")
     parser.add_argument("--output_dir", default="runs/dann-smoke")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps_per_epoch", type=int, default=None,
@@ -276,7 +278,8 @@ def main(args):
     total_steps = steps_per_epoch * args.epochs
 
     # 2. model and optimiser
-    config = DANNConfig(architecture=args.architecture, lambda_gamma=args.lambda_gamma, lambda_max=args.lambda_max)
+    config = DANNConfig(architecture=args.architecture, input_normalization=args.input_normalization,
+                        lambda_gamma=args.lambda_gamma, lambda_max=args.lambda_max)
     model = DANNModel(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     lr_lambda = (lambda step: 1.0) if args.lr_schedule == "constant" else (
