@@ -2,6 +2,7 @@
 
 import csv
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,3 +93,14 @@ def test_missing_folder_and_checkpoint(pretrained, tmp_path):
     Image.new("L", (16, 16)).save(tmp_path / "x.png")
     with pytest.raises(FileNotFoundError, match="config.json"):
         run_cli(tmp_path, tmp_path, tmp_path / "pred.csv")
+
+
+def test_shipped_checkpoint_labels_embedded_usps(tmp_path):
+    """hub_cards/dann-mnistm-usps through the prediction command on USPS PNGs at their native 16x16."""
+    shipped = Path(__file__).resolve().parents[1] / "hub_cards" / "dann-mnistm-usps"
+    dataset = load_digits("usps", split="validation")
+    for i, example in enumerate(dataset):
+        example["image"].save(tmp_path / f"{i:03d}.png")
+    rows = run_cli(shipped, tmp_path, tmp_path / "out" / "pred.csv")
+    correct = sum(label == dataset[int(name[:3])]["label"] for name, label in rows)
+    assert correct / len(rows) > 0.93
