@@ -66,7 +66,7 @@ def main(args) -> dict:
         torch.manual_seed(0)
         unet, model = UNet2DModel(**CELEBAHQ_256), "random UNet2DModel, DDPM CelebA-HQ 256 architecture"
     else:
-        unet, model = UNet2DModel.from_pretrained(args.pretrained), args.pretrained
+        unet, model = DDIMFromNoisePipeline.from_pretrained(args.pretrained).unet, args.pretrained
     pipe = DDIMFromNoisePipeline.from_unet(unet.to(args.device, DTYPES[args.dtype]).eval(), preset="course")
     pipe.set_progress_bar_config(disable=True)
     size, channels = unet.config.sample_size, unet.config.in_channels
