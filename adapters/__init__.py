@@ -11,6 +11,15 @@ from adapters.digits import (
     to_model_range,
     to_uint8,
 )
+from adapters.faces import (
+    check_noise,
+    face_mse,
+    load_face_images,
+    load_face_noises,
+    load_lfw_faces,
+    read_face_image,
+    save_face_noises,
+)
 
 __all__ = [
     "DIGIT_DATASETS",
@@ -22,4 +31,11 @@ __all__ = [
     "load_digits",
     "to_model_range",
     "to_uint8",
+    "check_noise",
+    "face_mse",
+    "load_face_images",
+    "load_face_noises",
+    "load_lfw_faces",
+    "read_face_image",
+    "save_face_noises",
 ]

@@ -11,11 +11,14 @@ _EXPORTS = {
     "ConditionalDDPMPipelineOutput": "pipelines.pipeline_conditional_ddpm",
     "DDIMFromNoisePipeline": "pipelines.pipeline_ddim_from_noise",
     "ForeignUNetAdapter": "pipelines.foreign_unet",
+    "ddim_scheduler": "pipelines.pipeline_ddim_from_noise",
     "slerp": "pipelines.interpolation",
     "lerp": "pipelines.interpolation",
     "DANNModel": "pipelines.dann_models",
     "DANNConfig": "pipelines.dann_models",
     "GradientReversal": "pipelines.dann_models",
+    "dann_lambda": "pipelines.dann_models",
+    "DigitClassifier": "pipelines.digit_classifier",
 }
 
 __all__ = sorted(_EXPORTS)

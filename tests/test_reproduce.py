@@ -31,7 +31,7 @@ def miniature(tmp_path_factory):
                 layers_per_block=1, norm_num_groups=4).save_pretrained(faces / "unet")
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(faces / "scheduler")
     save_face_noises(faces / "noise", num_noises=4, shape=(1, 8, 8), seed=0)
-    ddim_cli.main(["--pretrained", str(faces), "--noise_dir", str(faces / "noise"), "--output_dir", str(faces / "gt"),
+    ddim_cli.main(["--pretrained", str(faces), "--noise_dir", str(faces / "noise"), "--output_dir", str(faces / "GT"),
                    "--num_inference_steps", "2"])
     return root
 

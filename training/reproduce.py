@@ -82,7 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     models.add_argument("--classifier", default=str(HUB_CARDS / "mnistm-digit-classifier"))
     models.add_argument("--faces_pretrained", default=str(HUB_CARDS / "ddpm-lfw-faces"))
     models.add_argument("--noise_dir", default=None, help="NN.pt noises (default: <faces_pretrained>/noise)")
-    models.add_argument("--gt_dir", default=None, help="NN.png ground truth (default: <faces_pretrained>/gt)")
+    models.add_argument("--gt_dir", default=None, help="NN.png ground truth (default: <faces_pretrained>/GT)")
     knobs = parser.add_argument_group("overrides of the profile's settings")
     for key, value in PROFILES["quick"].items():
         kind = str if key.endswith("_args") or key == "cfg_scheduler" else int
@@ -96,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     args.noise_dir = args.noise_dir or str(Path(args.faces_pretrained) / "noise")
-    args.gt_dir = args.gt_dir or str(Path(args.faces_pretrained) / "gt")
+    args.gt_dir = args.gt_dir or str(Path(args.faces_pretrained) / "GT")
     if args.profile == "full" and args.mnistm is None:
         parser.error("--profile full trains on the full data: pass --mnistm (and --usps) paths or Hub ids")
     return args
