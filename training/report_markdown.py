@@ -23,8 +23,18 @@ def _figure(lines: list[str], record: dict, name: str, caption: str) -> None:
     lines += [f"![{name}]({path})", "", f"*{caption}*", ""]
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shown(value) -> str:
+    """Paths inside the repo are shown relative to it, so a report reads the same on every machine."""
+    if isinstance(value, str) and value.startswith(str(REPO_ROOT)):
+        return str(Path(value).relative_to(REPO_ROOT))
+    return str(value)
+
+
 def _describe(settings: dict) -> str:
-    return ", ".join(f"{key} = {value}" for key, value in settings.items() if value is not None)
+    return ", ".join(f"{key} = {_shown(value)}" for key, value in settings.items() if value is not None)
 
 
 def _cfg_section(records: dict, out: Path) -> list[str]:
@@ -82,7 +92,8 @@ def _ddim_section(records: dict) -> list[str]:
             f"| **mean (ours)** | **{result['mean_mse']:.3f}** |",
             "| course pass mark | < 20 |",
             "| published score (course model, its own GT) | 2.47 |", "",
-            f"*`course` preset, eta = 0; ground truth from {result['gt_dir']}; {_describe(mse['settings'])}.*", "",
+            f"*`course` preset, eta = 0; ground truth from {_shown(result['gt_dir'])}; "
+            f"{_describe(mse['settings'])}.*", "",
         ]
     return lines
 
