@@ -112,6 +112,9 @@ def _dann_section(records: dict) -> list[str]:
             theirs = published.get(mode)
             lines.append(f"| {row} | {ours:.4f} | {theirs if theirs is not None else '—'} |"
                          if ours is not None else f"| {row} | — | {theirs or '—'} |")
+        if "shipped_dann_accuracy" in result:
+            lines.append(f"| DANN, shipped checkpoint `hub_cards/dann-{source}-{target}` (full recipe, full data) "
+                         f"| {result['shipped_dann_accuracy']:.4f} | {published.get('dann', '—')} |")
         lines += ["", f"*Target validation accuracy, one run each; {_describe(record['settings'])}.*", ""]
         made_by = f"DANN features of validation images, {name}"
         _figure(lines, record, f"{source}-{target}-tsne-digit.png", f"t-SNE coloured by digit ({made_by}).")

@@ -211,6 +211,19 @@ def dann_scenarios(args) -> list[tuple[str, str, str | None, str | None]]:
     return scenarios
 
 
+def shipped_accuracy(folder: Path, target: str, target_dir) -> float:
+    """Target validation accuracy of a shipped DANN checkpoint, beside the rows trained here."""
+    import torch
+
+    from adapters import decode_digits, load_digits, to_model_range
+    from pipelines.dann_models import DANNModel
+
+    images, labels = decode_digits(load_digits(target, source=target_dir, split="validation"))
+    with torch.no_grad():
+        predictions = DANNModel.from_pretrained(str(folder)).predict(to_model_range(images))
+    return float((predictions == labels).float().mean())
+
+
 def dann_settings(args, source_dir, target_dir) -> dict:
     return {"source_dir": source_dir or "embedded subset", "target_dir": target_dir or "embedded subset",
             "train_args": args.dann_train_args,
@@ -232,7 +245,11 @@ def dann_stage(source: str, target: str, source_dir, target_dir) -> Callable:
         if target_dir:
             argv += ["--target_dir", target_dir]
         dann_experiments.main(dann_experiments.parse_args([*argv, "--", *args.dann_train_args.split()]))
-        return json.loads((out / f"{source}-{target}.json").read_text())
+        result = json.loads((out / f"{source}-{target}.json").read_text())
+        shipped = HUB_CARDS / f"dann-{source}-{target}"
+        if shipped.is_dir():
+            result["shipped_dann_accuracy"] = shipped_accuracy(shipped, target, target_dir)
+        return result
 
     return run
 
