@@ -189,13 +189,27 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+def read_image_file(path: os.PathLike) -> Image.Image:
+    """Open and fully read one image file; an unreadable file is a ValueError that names it."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
+    except (UnidentifiedImageError, OSError) as error:
+        raise ValueError(f"unreadable image {path} ({error})") from error
+
+
+def digit_pixel_values(images, image_size: int = 28) -> torch.Tensor:
+    """PIL images of any size and mode -> float [N, 3, S, S] in [-1, 1], exactly as training sees them."""
+    arrays = [_to_rgb_array(image, image_size) for image in images]
+    return to_model_range(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
+
+
 def digit_transform(image_size: int = 28):
     """A `Dataset.with_transform` function: images -> pixel_values [3, S, S] float in [-1, 1]."""
 
     def transform(batch):
-        arrays = [_to_rgb_array(image, image_size) for image in batch["image"]]
-        pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)
-        return {"pixel_values": list(to_model_range(pixels)), "label": batch["label"]}
+        return {"pixel_values": list(digit_pixel_values(batch["image"], image_size)), "label": batch["label"]}
 
     return transform
 

@@ -17,9 +17,8 @@ import os
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from adapters import digit_transform
+from adapters import digit_pixel_values, read_image_file
 from pipelines.dann_models import DANNModel
 
 logger = logging.getLogger(__name__)
@@ -46,16 +45,7 @@ def list_images(input_dir: str | os.PathLike) -> list[Path]:
 
 def load_pixel_values(paths: list[Path], image_size: int = 28) -> torch.Tensor:
     """[N, 3, S, S] in [-1, 1], preprocessed by the adapters' own transform (same as training)."""
-    opened = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                opened.append(image.copy())
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"cannot read image {path} ({error})") from error
-    transformed = digit_transform(image_size)({"image": opened, "label": [None] * len(opened)})
-    return torch.stack(transformed["pixel_values"])
+    return digit_pixel_values([read_image_file(path) for path in paths], image_size)
 
 
 def predict_folder(model: DANNModel, input_dir, batch_size: int = 512) -> list[tuple[str, int]]:

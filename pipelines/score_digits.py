@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from adapters import read_image_file
 from pipelines.digit_classifier import DigitClassifier
 
 
@@ -66,14 +67,7 @@ def read_labelled_images(folder: Path, pattern: str = "*.png") -> tuple[list[Pat
             f"{len(unlabelled)} file name(s) in {folder} do not start with the digit they show "
             f"(expected {{digit}}_*.png), e.g. {unlabelled[:3]}"
         )
-    images = []
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        except (UnidentifiedImageError, OSError) as error:
-            raise ValueError(f"unreadable image {path} ({error})") from error
+    images = [read_image_file(path) for path in files]
     return files, images, [int(path.name[0]) for path in files]
 
 
