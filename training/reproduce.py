@@ -115,7 +115,9 @@ def _cfg_checkpoint(args) -> str:
 def train_cfg_stage(args, out: Path) -> dict:
     from training import train_cfg
 
-    train_argv = ["--output_dir", _cfg_checkpoint(args), "--train_data", args.mnistm, *args.cfg_train_args.split()]
+    # "latest" continues an interrupted run from its newest checkpoint-N (and starts afresh when there is none).
+    train_argv = ["--output_dir", _cfg_checkpoint(args), "--train_data", args.mnistm, "--resume_from_checkpoint",
+                  "latest", *args.cfg_train_args.split()]
     train_cfg.main(train_cfg.parse_args(train_argv))
     return {"checkpoint": _cfg_checkpoint(args)}
 
