@@ -22,6 +22,7 @@ from adapters.faces import (
     read_face_image,
     save_face_noises,
 )
+from adapters.folders import check_output_dir, write_folder_atomically
 
 __all__ = [
     "DIGIT_DATASETS",
@@ -42,4 +43,6 @@ __all__ = [
     "load_lfw_faces",
     "read_face_image",
     "save_face_noises",
+    "check_output_dir",
+    "write_folder_atomically",
 ]

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from adapters import decode_digits, load_digits
-from pipelines.cfg_figures import forward_gflop
-from pipelines.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
+from pipelines.conditional_ddpm.figures import forward_gflop
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from training.diffusion_trainer import build_unet, diffusion_loss, micro_step_generator
 
 REPORT_TRAIN_IMAGES = 25 * 44_800  # the report's budget: 25 epochs of the course's 44,800 training images

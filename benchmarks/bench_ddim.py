@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from diffusers import UNet2DModel
 
-from pipelines.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "hub_cards" / "ddpm-lfw-faces"
 

@@ -1,24 +1,24 @@
 """Pipelines and command-line entry points.
 
-Imports are lazy so that `python -m pipelines.ddim` does not pay for (or fail on) the
+Imports are lazy so that `python -m pipelines.ddim_from_noise` does not pay for (or fail on) the
 imports of unrelated pipelines.
 """
 
 import importlib
 
 _EXPORTS = {
-    "ConditionalDDPMPipeline": "pipelines.pipeline_conditional_ddpm",
-    "ConditionalDDPMPipelineOutput": "pipelines.pipeline_conditional_ddpm",
-    "DDIMFromNoisePipeline": "pipelines.pipeline_ddim_from_noise",
-    "ForeignUNetAdapter": "pipelines.foreign_unet",
-    "ddim_scheduler": "pipelines.pipeline_ddim_from_noise",
-    "slerp": "pipelines.interpolation",
-    "lerp": "pipelines.interpolation",
-    "DANNModel": "pipelines.dann_models",
-    "DANNConfig": "pipelines.dann_models",
-    "GradientReversal": "pipelines.dann_models",
-    "dann_lambda": "pipelines.dann_models",
-    "DigitClassifier": "pipelines.digit_classifier",
+    "ConditionalDDPMPipeline": "pipelines.conditional_ddpm.pipeline_conditional_ddpm",
+    "ConditionalDDPMPipelineOutput": "pipelines.conditional_ddpm.pipeline_conditional_ddpm",
+    "DDIMFromNoisePipeline": "pipelines.ddim_from_noise.pipeline_ddim_from_noise",
+    "ForeignUNetAdapter": "pipelines.ddim_from_noise.foreign_unet",
+    "ddim_scheduler": "pipelines.ddim_from_noise.pipeline_ddim_from_noise",
+    "slerp": "pipelines.ddim_from_noise.interpolation",
+    "lerp": "pipelines.ddim_from_noise.interpolation",
+    "DANNModel": "pipelines.dann.modeling_dann",
+    "DANNConfig": "pipelines.dann.modeling_dann",
+    "GradientReversal": "pipelines.dann.modeling_dann",
+    "dann_lambda": "pipelines.dann.modeling_dann",
+    "DigitClassifier": "pipelines.digit_classifier.modeling_digit_classifier",
 }
 
 __all__ = sorted(_EXPORTS)

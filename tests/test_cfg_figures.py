@@ -1,4 +1,4 @@
-"""The figures command (pipelines.cfg_figures) on a tiny random conditional DDPM."""
+"""The figures command (pipelines.conditional_ddpm.figures) on a tiny random conditional DDPM."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,8 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
-from pipelines import ConditionalDDPMPipeline, cfg_figures
+from pipelines import ConditionalDDPMPipeline
+from pipelines.conditional_ddpm import figures as cfg_figures
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def test_mosaic_places_tiles_row_major():
 def test_bad_arguments_raise(tiny_pipeline_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         cfg_figures.load_pipeline(str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="ddpm' or 'ddim"):
+    with pytest.raises(ValueError, match="scheduler must be one of"):
         cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="euler")
     with pytest.raises(ValueError, match="sweep_samples"):
         cfg_figures.main(cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), "--sweep_samples", "0"]))

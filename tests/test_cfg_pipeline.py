@@ -15,7 +15,7 @@ from diffusers import (
 )
 
 from pipelines import ConditionalDDPMPipeline
-from pipelines import conditional_ddpm as cli
+from pipelines.conditional_ddpm import course_output as cli
 
 TRAIN_STEPS = 20
 

@@ -1,10 +1,10 @@
-"""training/dann_experiments.py: three tiny runs on the embedded data -> table (markdown + JSON) and t-SNE PNGs."""
+"""training.report.dann_experiments: three tiny runs on the embedded data -> table (Markdown, JSON), t-SNE PNGs."""
 
 import json
 
 from PIL import Image
 
-from training import dann_experiments
+from training.report import dann_experiments
 
 
 def test_experiments_write_table_and_tsne(tmp_path):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pipelines.dann_models import DANNConfig, DANNModel, GradientReversal, dann_lambda
+from pipelines.dann.modeling_dann import DANNConfig, DANNModel, GradientReversal, dann_lambda
 
 
 @pytest.mark.parametrize("coeff", [0.0, 0.5, 2.0])

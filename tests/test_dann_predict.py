@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 from adapters import decode_digits, load_digits, to_model_range
-from pipelines import dann
-from pipelines.dann_models import DANNConfig, DANNModel
+from pipelines.dann import predict as dann
+from pipelines.dann.modeling_dann import DANNConfig, DANNModel
 
 
 @pytest.fixture(scope="module")

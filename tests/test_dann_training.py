@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from pipelines.dann_models import DANNModel
+from pipelines.dann.modeling_dann import DANNModel
 from training import train_dann
 
 REPO = Path(__file__).resolve().parents[1]

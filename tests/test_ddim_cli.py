@@ -1,4 +1,4 @@
-"""The `python -m pipelines.ddim` commands: sample, score and noise."""
+"""The `python -m pipelines.ddim_from_noise` commands: sample, score and noise."""
 
 import os
 import subprocess
@@ -11,8 +11,8 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from pipelines import ddim
-from pipelines.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+from pipelines.ddim_from_noise import cli as ddim
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def test_score_prints_each_pair_and_the_mean(tmp_path, capsys):
 
 def test_module_entry_point_runs_as_a_subprocess(model_dir, tmp_path):
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "2", "--resolution", "8"])
-    command = [sys.executable, "-m", "pipelines.ddim"]
+    command = [sys.executable, "-m", "pipelines.ddim_from_noise"]
     command += sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "2")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     subprocess.run(command, check=True, cwd=REPO, env=env)

@@ -6,7 +6,7 @@ import torch
 from diffusers import UNet2DModel
 
 from adapters.faces import save_face_noises
-from pipelines import ddim_figures
+from pipelines.ddim_from_noise import figures as ddim_figures
 
 
 @pytest.fixture()

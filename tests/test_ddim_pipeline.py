@@ -7,8 +7,8 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from pipelines.foreign_unet import ForeignUNetAdapter
-from pipelines.pipeline_ddim_from_noise import DDIMFromNoisePipeline, ddim_scheduler
+from pipelines.ddim_from_noise.foreign_unet import ForeignUNetAdapter
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline, ddim_scheduler
 
 
 def tiny_unet(channels=3, size=8):

@@ -1,6 +1,6 @@
 """The shipped LFW face DDPM: a small self-describing folder whose ground truth the command reproduces.
 
-Also the check the course's grader makes: images from `python -m pipelines.ddim` against an independent
+Also the check the course's grader makes: images from `python -m pipelines.ddim_from_noise` against an independent
 float64 implementation of the `course` preset, by MSE on the 0-255 scale.
 """
 
@@ -13,7 +13,7 @@ import yaml
 from diffusers import UNet2DModel
 
 from adapters.faces import face_mse, load_face_noises
-from pipelines import ddim
+from pipelines.ddim_from_noise import cli as ddim
 
 SHIPPED = Path(__file__).resolve().parents[1] / "hub_cards" / "ddpm-lfw-faces"
 

@@ -1,6 +1,7 @@
-"""The digit classifier, its training script and the scoring command (pipelines.score_digits)."""
+"""The digit classifier, its training script and the scoring command (pipelines.digit_classifier.score)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipelines.digit_classifier import DigitClassifier
-from pipelines.score_digits import accuracy_report, cli, format_report, read_labelled_images, score_folder
+from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
+from pipelines.digit_classifier.score import accuracy_report, cli, format_report, read_labelled_images, score_folder
 from training import train_digit_classifier
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -101,13 +102,13 @@ def test_missing_folder_raises(tmp_path):
         read_labelled_images(tmp_path / "nowhere")
 
 
-def test_cli_prints_table_writes_json_and_fails_cleanly(tmp_path):
+def test_cli_prints_table_writes_json_and_fails_cleanly(tmp_path, capsys):
     tiny_classifier().save_pretrained(tmp_path / "clf")
     images = tmp_path / "images"
     images.mkdir()
     for digit in range(3):
         write_png(images, f"{digit}_001.png", 40 * digit)
-    command = [sys.executable, "-m", "pipelines.score_digits", "--pretrained", str(tmp_path / "clf")]
+    command = [sys.executable, "-m", "pipelines.digit_classifier", "--pretrained", str(tmp_path / "clf")]
     done = subprocess.run(command + ["--images", str(images), "--json", str(tmp_path / "r.json")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -116,8 +117,10 @@ def test_cli_prints_table_writes_json_and_fails_cleanly(tmp_path):
     assert "digit  correct  total  accuracy" in done.stdout and "  all " in done.stdout
 
     (images / "bad.png").write_bytes(b"")
-    with pytest.raises(SystemExit, match="^error: 1 file name\\(s\\) .* do not start with the digit"):
+    with pytest.raises(SystemExit) as exit_info:
         cli(["--pretrained", str(tmp_path / "clf"), "--images", str(images)])
+    assert exit_info.value.code == 2
+    assert re.match(r"^error: 1 file name\(s\) .* do not start with the digit", capsys.readouterr().err)
 
 
 def test_random_affine_keeps_shape_and_is_identity_when_off():

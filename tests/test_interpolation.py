@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from pipelines.interpolation import lerp, slerp
+from pipelines.ddim_from_noise.interpolation import lerp, slerp
 
 
 def noises(shape=(1, 3, 16, 16), seed=0):

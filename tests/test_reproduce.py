@@ -1,4 +1,4 @@
-"""`python -m training.reproduce` on a miniature setting: every artefact exists, and a second run skips."""
+"""`python -m training.report` on a miniature setting: every artefact exists, and a second run skips."""
 
 import json
 
@@ -9,9 +9,9 @@ from PIL import Image
 
 from adapters.faces import save_face_noises
 from pipelines import ConditionalDDPMPipeline
-from pipelines import ddim as ddim_cli
-from pipelines.digit_classifier import DigitClassifier
-from training import reproduce
+from pipelines.ddim_from_noise import cli as ddim_cli
+from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
+from training.report import reproduce
 
 
 @pytest.fixture(scope="module")

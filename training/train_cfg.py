@@ -24,7 +24,7 @@ from diffusers import DDIMScheduler
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch training/...` from the root
 
 from adapters import decode_digits, load_digits  # noqa: E402
-from pipelines.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
 from training.diffusion_trainer import (  # noqa: E402
     add_training_args,
     build_noise_scheduler,

@@ -33,7 +33,7 @@ from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration
 from tqdm.auto import tqdm
 
 from adapters import DIGIT_DATASETS, to_model_range
-from pipelines.dann_models import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig, DANNModel, dann_lambda
+from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig, DANNModel, dann_lambda
 from training.dann_data import load_splits, random_affine, random_invert
 
 logger = get_logger(__name__)
@@ -186,7 +186,7 @@ model-index:
 
 # DANN digit classifier: {args.source} -> {args.target} ({args.mode})
 
-`DANNModel` (pipelines/dann_models.py), architecture `{config.architecture}`, trained with
+`DANNModel` (pipelines/dann/modeling_dann.py), architecture `{config.architecture}`, trained with
 `training/train_dann.py` in `{args.mode}` mode on {num_processes} process(es).
 
 | metric | value |
@@ -204,7 +204,7 @@ python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --ou
 ```
 
 ```python
-from pipelines.dann_models import DANNModel
+from pipelines.dann.modeling_dann import DANNModel
 model = DANNModel.from_pretrained("{args.output_dir}")
 labels = model.predict(pixel_values)  # [N, 3, 28, 28] in [-1, 1]
 ```

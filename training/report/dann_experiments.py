@@ -1,6 +1,6 @@
 """The report's DANN experiment for one scenario: the three modes, the accuracy table and two t-SNE figures.
 
-    python training/dann_experiments.py --source mnistm --target usps \
+    python -m training.report.dann_experiments --source mnistm --target usps \
         --source_dir ../shared/data/mnistm --target_dir ../shared/data/usps \
         --runs_dir runs/dann --figures_dir docs/figures/dann -- --epochs 3 --augment
 
@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 
 from adapters import DIGIT_DATASETS, to_model_range
-from pipelines.dann_models import DANNModel
+from pipelines.command_line import run_command
+from pipelines.dann.modeling_dann import DANNModel
 from training import train_dann
 from training.dann_data import load_splits, random_affine
 
@@ -189,5 +190,9 @@ def main(args):
     return write_tables(figures_dir)
 
 
+def cli(argv=None):
+    print(run_command(main, parse_args, argv))
+
+
 if __name__ == "__main__":
-    print(main(parse_args()))
+    cli()

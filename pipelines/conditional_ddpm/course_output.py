@@ -13,16 +13,16 @@ over several processes without changing the files.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
 from tqdm.auto import tqdm
 
-from pipelines.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
-
-SCHEDULERS = {"ddpm": DDPMScheduler, "ddim": DDIMScheduler}
-DEFAULT_STEPS = {"ddpm": None, "ddim": 50}  # None: every step the model was trained with (400)
+from adapters.folders import check_output_dir, write_folder_atomically
+from pipelines.command_line import run_command
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
+from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--num_inference_steps",
         type=int,
         default=None,
-        help="default: all training steps for ddpm, 50 for ddim",
+        help="default: all training steps for ddpm, 50 for ddim, 10 for dpm and unipc",
     )
     parser.add_argument(
         "--digits",
@@ -55,6 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch_size", type=int, default=100, help="images of one digit per pipeline call")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
     if args.images_per_digit < 1:
         raise ValueError(f"--images_per_digit must be >= 1, got {args.images_per_digit}")
@@ -62,37 +63,54 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--digits must be in 0-{NUM_DIGITS - 1}, got {args.digits}")
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not args.pretrained.is_dir():
-        raise FileNotFoundError(f"--pretrained {args.pretrained} is not a pipeline folder")
+    if not math.isfinite(args.guidance) or args.guidance < 0:
+        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    if not (args.pretrained / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
+            "the shipped ones are hub_cards/cfg-mnistm and hub_cards/cfg-mnistm-small"
+        )
+    check_output_dir(args.output_dir, args.overwrite)
     return args
 
 
 def main(args: argparse.Namespace) -> list[Path]:
     pipe = ConditionalDDPMPipeline.from_pretrained(args.pretrained)
-    pipe.scheduler = SCHEDULERS[args.scheduler].from_config(pipe.scheduler.config)
+    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     pipe.to(torch.device(args.device))
     pipe.set_progress_bar_config(disable=True)
-    steps = args.num_inference_steps or DEFAULT_STEPS[args.scheduler]
+    steps = args.num_inference_steps
+    if steps is None:
+        steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
 
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for digit in tqdm(args.digits, desc="digits"):
-        generator = torch.Generator().manual_seed(args.seed * 1000 + digit)
-        for start in range(1, args.images_per_digit + 1, args.batch_size):
-            indices = range(start, min(start + args.batch_size, args.images_per_digit + 1))
-            images = pipe(
-                digit=digit,
-                guidance=args.guidance,
-                num_images_per_digit=len(indices),
-                num_inference_steps=steps,
-                generator=generator,
-            ).images
-            for index, image in zip(indices, images, strict=True):
-                path = args.output_dir / f"{digit}_{index:03d}.png"
-                image.convert("RGB").save(path)
-                written.append(path)
-    return written
+
+    def write_digits(staging: Path) -> list[str]:
+        names = []
+        for digit in tqdm(args.digits, desc="digits"):
+            generator = torch.Generator().manual_seed(args.seed * 1000 + digit)
+            for start in range(1, args.images_per_digit + 1, args.batch_size):
+                indices = range(start, min(start + args.batch_size, args.images_per_digit + 1))
+                images = pipe(
+                    digit=digit,
+                    guidance=args.guidance,
+                    num_images_per_digit=len(indices),
+                    num_inference_steps=steps,
+                    generator=generator,
+                ).images
+                for index, image in zip(indices, images, strict=True):
+                    names.append(f"{digit}_{index:03d}.png")
+                    image.convert("RGB").save(staging / names[-1])
+        return names
+
+    names = write_folder_atomically(args.output_dir, write_digits)
+    return [args.output_dir / name for name in names]
+
+
+def cli(argv=None):
+    return run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    cli()

@@ -1,12 +1,12 @@
 """DDIM from given noises, on the command line.
 
     # one NN.png for each NN.pt (the course's face task)
-    python -m pipelines.ddim --pretrained DIR --noise_dir DIR --output_dir OUT [--eta 0] \
+    python -m pipelines.ddim_from_noise --pretrained DIR --noise_dir DIR --output_dir OUT [--eta 0] \
         [--num_inference_steps 50] [--preset course|diffusers] [--seed 0] [--device cuda]
     # MSE on the 0-255 scale of each image pair, then the mean
-    python -m pipelines.ddim score --pred OUT --gt GT
+    python -m pipelines.ddim_from_noise score --pred OUT --gt GT
     # initial noises in the course's format (float32 [1, C, H, W]) for a model of your own
-    python -m pipelines.ddim noise --output_dir DIR --num_noises 10 --channels 3 --resolution 256 --seed 0
+    python -m pipelines.ddim_from_noise noise --output_dir DIR --num_noises 10 --channels 3 --resolution 256 --seed 0
 """
 
 import argparse
@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 
 from adapters.faces import face_mse, load_face_noises, save_face_noises
-from pipelines.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
+from pipelines.command_line import run_command
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 
 
 def parse_sample_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.ddim", description="DDIM from given initial noises."
+        prog="python -m pipelines.ddim_from_noise", description="DDIM from given initial noises."
     )
     parser.add_argument(
         "--pretrained", required=True, help="UNet2DModel folder (or its pipeline folder) or Hub id"
@@ -40,7 +41,7 @@ def parse_sample_args(argv):
 
 def parse_score_args(argv):
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.ddim score", description="MSE (0-255) per image pair."
+        prog="python -m pipelines.ddim_from_noise score", description="MSE (0-255) per image pair."
     )
     parser.add_argument("--pred", required=True, help="folder of predicted NN.png")
     parser.add_argument("--gt", required=True, help="folder of ground-truth NN.png")
@@ -48,7 +49,9 @@ def parse_score_args(argv):
 
 
 def parse_noise_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.ddim noise", description="Write NN.pt noises.")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.ddim_from_noise noise", description="Write NN.pt noises."
+    )
     parser.add_argument("--output_dir", required=True)
     parser.add_argument("--num_noises", type=int, default=10)
     parser.add_argument("--channels", type=int, default=3)
@@ -115,5 +118,9 @@ def main(argv=None):
     return sample(parse_sample_args(argv))
 
 
+def cli(argv=None):
+    return run_command(main, None, argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

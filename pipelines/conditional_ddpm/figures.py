@@ -1,7 +1,7 @@
 """The report's figures of the conditional DDPM, written as PNGs by one command.
 
-    python -m pipelines.cfg_figures --pretrained hub_cards/cfg-mnistm --output_dir docs/figures/cfg
-    python -m pipelines.cfg_figures ... --scheduler ddim --num_inference_steps 50     # fast on a CPU
+    python -m pipelines.conditional_ddpm.figures --pretrained hub_cards/cfg-mnistm --output_dir docs/figures/cfg
+    python -m pipelines.conditional_ddpm.figures ... --scheduler dpm --num_inference_steps 10      # fast on a CPU
 
 Writes, into --output_dir:
   grid_10x10.png        10 samples (columns) of each digit 0-9 (rows) at guidance w
@@ -30,10 +30,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from diffusers import DDIMScheduler, UNet2DModel  # noqa: E402
+from diffusers import UNet2DModel  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-from pipelines.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
+from pipelines.command_line import run_command
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
+from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler  # noqa: E402
 
 REPORT_FRAMES = (400, 361, 261, 201, 101, 1)
 SWEEP_GUIDANCE = (0.0, 0.5, 2.0)
@@ -43,10 +45,7 @@ def load_pipeline(pretrained: str, scheduler: str = "ddpm", device: str = "cpu")
     if not Path(pretrained).is_dir():
         raise FileNotFoundError(f"pipeline folder {pretrained} does not exist")
     pipe = ConditionalDDPMPipeline.from_pretrained(pretrained)
-    if scheduler == "ddim":
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    elif scheduler != "ddpm":
-        raise ValueError(f"scheduler must be 'ddpm' or 'ddim', got {scheduler!r}")
+    pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
@@ -279,9 +278,9 @@ def parse_args(argv=None):
     parser.add_argument("--pretrained", default="hub_cards/cfg-mnistm", help="ConditionalDDPMPipeline folder")
     parser.add_argument("--output_dir", default="docs/figures/cfg")
     parser.add_argument("--guidance", type=float, default=2.0, help="w of the 10x10 grid and reverse process")
-    parser.add_argument("--scheduler", choices=["ddpm", "ddim"], default="ddpm")
+    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
     parser.add_argument("--num_inference_steps", type=int, default=None,
-                        help="default: every trained step (400 for the report's DDPM)")
+                        help="default: every trained step (400) for ddpm, 50 for ddim, 10 for dpm and unipc")
     parser.add_argument("--sweep_samples", type=int, default=3, help="samples per digit at each w of the sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -293,7 +292,9 @@ def main(args):
     if args.sweep_samples < 1:
         raise ValueError(f"--sweep_samples must be >= 1, got {args.sweep_samples}")
     pipe = load_pipeline(args.pretrained, args.scheduler, args.device)
-    steps = args.num_inference_steps or pipe.scheduler.config.num_train_timesteps
+    steps = args.num_inference_steps
+    if steps is None:
+        steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     label = f"{type(pipe.scheduler).__name__}, {steps} steps, seed {args.seed}"
@@ -310,5 +311,9 @@ def main(args):
     print(f"wrote {', '.join(written)} to {output_dir} ({label}; reverse-process frames t = {frames})")
 
 
+def cli(argv=None):
+    return run_command(main, parse_args, argv)
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    cli()

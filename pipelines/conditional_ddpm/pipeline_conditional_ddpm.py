@@ -29,6 +29,7 @@ visited; with fewer inference steps (e.g. DDIM) only `scheduler.timesteps + 1` a
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -153,6 +154,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             null_labels = torch.full_like(class_labels, self.config.null_class_id)
             class_labels = torch.cat([class_labels, null_labels])
 
+        # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
+        step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": generator} if step_accepts_generator else {}
         intermediates = {}
         for timestep in self.progress_bar(self.scheduler.timesteps):
             if int(timestep) + 1 in capture:
@@ -166,7 +170,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 noise_cond, noise_null = noise_pred.chunk(2)
                 noise_pred = (1 + guidance) * noise_cond - guidance * noise_null
             # 3. x_{t-1} from x_t: the scheduler owns the update (DDPM eq. 11, DDIM eq. 12)
-            sample = self.scheduler.step(noise_pred, timestep, sample, generator=generator).prev_sample
+            sample = self.scheduler.step(noise_pred, timestep, sample, **step_kwargs).prev_sample
 
         if 0 in capture:
             intermediates[0] = self._to_output(sample, output_type)

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from adapters import digit_pixel_values, read_image_file
-from pipelines.dann_models import DANNModel
+from pipelines.command_line import run_command
+from pipelines.dann.modeling_dann import DANNModel
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ def main(args) -> list[tuple[str, int]]:
     return rows
 
 
-if __name__ == "__main__":
+def cli(argv=None):
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    main(parse_args())
+    return run_command(main, parse_args, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,7 +1,7 @@
 """Reproduce the whole course report — every figure and table — with one command.
 
-    python -m training.reproduce --profile quick --output_dir report/          # 2-core CPU, shipped models
-    python -m training.reproduce --profile full --output_dir report-full/ \
+    python -m training.report --profile quick --output_dir report/          # 2-core CPU, shipped models
+    python -m training.report --profile full --output_dir report-full/ \
         --mnistm ../shared/data/mnistm --usps ../shared/data/usps --mnist ../shared/data/mnist5k   # a GPU
 
 `quick` uses the shipped checkpoints and the embedded data and trains only the DANN rows, briefly.
@@ -28,9 +28,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from training.report_markdown import write_report
+from pipelines.command_line import run_command
+from training.report.markdown import write_report
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_CARDS = REPO_ROOT / "hub_cards"
 
 PROFILES = {
@@ -123,7 +124,7 @@ def train_cfg_stage(args, out: Path) -> dict:
 
 
 def cfg_figures_stage(args, out: Path) -> dict:
-    from pipelines import cfg_figures
+    from pipelines.conditional_ddpm import figures as cfg_figures
 
     cfg_figures.main(
         cfg_figures.parse_args(
@@ -142,7 +143,8 @@ def cfg_figures_stage(args, out: Path) -> dict:
 
 
 def cfg_accuracy_stage(args, out: Path) -> dict:
-    from pipelines import conditional_ddpm, score_digits
+    from pipelines.conditional_ddpm import course_output as conditional_ddpm
+    from pipelines.digit_classifier import score as score_digits
 
     images = args.output_dir / "work" / "digits"
     if images.exists():
@@ -167,7 +169,7 @@ def cfg_accuracy_stage(args, out: Path) -> dict:
 
 
 def ddim_figures_stage(args, out: Path) -> dict:
-    from pipelines import ddim_figures
+    from pipelines.ddim_from_noise import figures as ddim_figures
 
     ddim_figures.main(
         ddim_figures.parse_args(
@@ -185,7 +187,7 @@ def ddim_figures_stage(args, out: Path) -> dict:
 
 def ddim_mse_stage(args, out: Path) -> dict:
     from adapters.faces import face_mse
-    from pipelines import ddim
+    from pipelines.ddim_from_noise import cli as ddim
 
     predictions = args.output_dir / "work" / "ddim_pred"
     ddim.main(
@@ -218,7 +220,7 @@ def shipped_accuracy(folder: Path, target: str, target_dir) -> float:
     import torch
 
     from adapters import decode_digits, load_digits, to_model_range
-    from pipelines.dann_models import DANNModel
+    from pipelines.dann.modeling_dann import DANNModel
 
     images, labels = decode_digits(load_digits(target, source=target_dir, split="validation"))
     with torch.no_grad():
@@ -234,7 +236,7 @@ def dann_settings(args, source_dir, target_dir) -> dict:
 
 def dann_stage(source: str, target: str, source_dir, target_dir) -> Callable:
     def run(args, out: Path) -> dict:
-        from training import dann_experiments
+        from training.report import dann_experiments
 
         # Runs live in a folder named after the settings: a resumed stage reuses its finished modes,
         # a stage with new settings never reads runs trained with the old ones.
@@ -337,5 +339,9 @@ def main(args) -> dict:
     return {"report": report, "skipped": skipped, "records": records}
 
 
+def cli(argv=None):
+    return run_command(main, parse_args, argv)
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    cli()

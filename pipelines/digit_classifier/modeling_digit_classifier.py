@@ -1,7 +1,7 @@
 """A small CNN that recognises digits 0-9 in 28x28 RGB images (MNIST-M style).
 
 It is the project's judge of generated digits: the course scored its 1000 generated images with a
-small LeNet, and `pipelines.score_digits` does the same with this model.
+small LeNet, and `pipelines.digit_classifier.score` does the same with this model.
 
     conv3x3-BN-ReLU x2 (c0) -> maxpool -> conv3x3-BN-ReLU x2 (c1) -> maxpool
     -> conv3x3-BN-ReLU x2 (c2) -> global average pool -> dropout -> linear(num_classes)

@@ -1,4 +1,4 @@
-"""Turn the stage records of `training.reproduce` into one browsable Markdown report."""
+"""Turn the stage records of `training.report.reproduce` into one browsable Markdown report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime
 import os
 from pathlib import Path
 
-from training.dann_experiments import DISPLAY, MODE_ROWS
+from training.report.dann_experiments import DISPLAY, MODE_ROWS
 
 # The course report's own numbers (REFERENCE.md), shown beside ours.
 REPORT_DANN = {
@@ -23,7 +23,7 @@ def _figure(lines: list[str], record: dict, name: str, caption: str) -> None:
     lines += [f"![{name}]({path})", "", f"*{caption}*", ""]
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _shown(value) -> str:
@@ -128,7 +128,7 @@ def write_report(args, records: dict) -> Path:
     lines = [
         "# DLCV HW2, reproduced", "",
         f"Profile `{args.profile}`, device `{args.device}`, generated "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by `python -m training.reproduce`. "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by `python -m training.report`. "
         f"Stage time in total: {seconds:.0f} s.", "",
         "| stage | what | seconds |", "|---|---|---|",
         *[f"| {name} | {r['title']} | {r.get('seconds', 0):.0f} |" for name, r in records.items()], "",

@@ -1,6 +1,6 @@
 """The DDIM figures of the course's face task, by one command.
 
-    python -m pipelines.ddim_figures --pretrained hub_cards/ddpm-lfw-faces \
+    python -m pipelines.ddim_from_noise.figures --pretrained hub_cards/ddpm-lfw-faces \
         --noise_dir hub_cards/ddpm-lfw-faces/noise --output_dir docs/figures/ddim
 
 writes, from the noises 00.pt .. 03.pt (and 00, 01 for the interpolations):
@@ -19,8 +19,9 @@ import numpy as np
 import torch
 
 from adapters.faces import load_face_noises
-from pipelines.interpolation import lerp, slerp
-from pipelines.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
+from pipelines.command_line import run_command
+from pipelines.ddim_from_noise.interpolation import lerp, slerp
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 
 ETAS = [round(0.1 * i, 1) for i in range(10)]
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -143,5 +144,9 @@ def main(args) -> list:
     return paths
 
 
+def cli(argv=None):
+    return run_command(main, parse_args, argv)
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    cli()

@@ -1,6 +1,6 @@
 """Score a folder of generated digits with the digit classifier: overall and per-digit accuracy.
 
-    python -m pipelines.score_digits --pretrained hub_cards/mnistm-digit-classifier --images OUT [--json r.json]
+    python -m pipelines.digit_classifier --pretrained hub_cards/mnistm-digit-classifier --images OUT [--json r.json]
 
 Every `*.png` in the folder is scored; its true label is the first character of its file name, as in
 the course's `{digit}_{001..100}.png` convention. Images of any size or mode are converted to the
@@ -9,14 +9,14 @@ classifier's input (28x28 RGB).
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from adapters import read_image_file
-from pipelines.digit_classifier import DigitClassifier
+from pipelines.command_line import run_command
+from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 
 
 def accuracy_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> dict:
@@ -108,11 +108,7 @@ def main(args) -> dict:
 
 
 def cli(argv=None):
-    """The command line: bad input ends with a one-line `error: ...` and exit status 1, not a traceback."""
-    try:
-        main(parse_args(argv))
-    except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    return run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,3 @@
+from pipelines.conditional_ddpm.course_output import cli
+
+cli()

@@ -1,0 +1,3 @@
+from pipelines.dann.predict import cli
+
+cli()

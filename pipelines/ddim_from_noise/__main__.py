@@ -1,0 +1,3 @@
+from pipelines.ddim_from_noise.cli import cli
+
+cli()

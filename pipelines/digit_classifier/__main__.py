@@ -1,0 +1,3 @@
+from pipelines.digit_classifier.score import cli
+
+cli()

@@ -1,0 +1,3 @@
+from training.report.reproduce import cli
+
+cli()
