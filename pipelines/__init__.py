@@ -9,6 +9,7 @@ import importlib
 _EXPORTS = {
     "ConditionalDDPMPipeline": "pipelines.conditional_ddpm.pipeline_conditional_ddpm",
     "ConditionalDDPMPipelineOutput": "pipelines.conditional_ddpm.pipeline_conditional_ddpm",
+    "make_scheduler": "pipelines.conditional_ddpm.schedulers",
     "DDIMFromNoisePipeline": "pipelines.ddim_from_noise.pipeline_ddim_from_noise",
     "ForeignUNetAdapter": "pipelines.ddim_from_noise.foreign_unet",
     "ddim_scheduler": "pipelines.ddim_from_noise.pipeline_ddim_from_noise",

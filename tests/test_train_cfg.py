@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMPipeline, UNet2DModel
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from pipelines import ConditionalDDPMPipeline
@@ -112,8 +113,9 @@ def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
     pipe = ConditionalDDPMPipeline.from_pretrained(tmp_path / "resumed")
     assert pipe.unet.config.num_class_embeds == 11 and pipe.config.null_class_id == 10
     assert pipe.scheduler.config.num_train_timesteps == 400
-    card = (tmp_path / "resumed" / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: diffusers") and "![samples](samples.png)" in card
+    card = ModelCard.load(tmp_path / "resumed" / "README.md")
+    assert card.data.library_name == "diffusers" and card.data.datasets == ["Mike0307/MNIST-M"]
+    assert "![samples](samples.png)" in card.text and "--max_train_steps 4" in card.text
 
 
 def test_training_lowers_the_loss_and_keeps_the_checkpoint_limit(tmp_path):

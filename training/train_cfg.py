@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import sys
 from pathlib import Path
 
+import diffusers
 import torch
 from diffusers import DDIMScheduler
 
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate laun
 
 from adapters import decode_digits, load_digits  # noqa: E402
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
+from training.cfg_card import build_card, write_card  # noqa: E402
 from training.diffusion_trainer import (  # noqa: E402
     add_training_args,
     build_noise_scheduler,
@@ -34,7 +37,6 @@ from training.diffusion_trainer import (  # noqa: E402
     publish_folder,
     push_folder_to_hub,
     train_diffusion,
-    write_model_card,
 )
 
 NULL_CLASS_ID = NUM_DIGITS  # label 10 = "no label"
@@ -101,49 +103,21 @@ def sample_grid_fn(noise_scheduler, args):
     return sample_grid
 
 
-def model_card(args, result, num_images: int, num_params: int) -> tuple[dict, str]:
-    data = args.train_data or "hub_cards/mnistm-mini (embedded subset)"
-    front_matter = {
-        "library_name": "diffusers",
-        "pipeline_tag": "unconditional-image-generation",
-        "tags": ["diffusers", "ddpm", "classifier-free-guidance", "mnist-m", "class-conditional"],
-        "datasets": ["Mike0307/MNIST-M"],
-        "metrics": ["accuracy"],
-    }
-    body = f"""
-# Conditional DDPM with classifier-free guidance on MNIST-M
-
-A `UNet2DModel` ({num_params / 1e6:.2f}M parameters) trained by `training/train_cfg.py` to predict the
-noise of a {args.num_train_timesteps}-step linear DDPM schedule, conditioned on the digit (0-9) or the null
-class {NULL_CLASS_ID} (label dropout {args.label_dropout}). Sample with
-
-```python
-from pipelines import ConditionalDDPMPipeline
-pipe = ConditionalDDPMPipeline.from_pretrained("<this folder>")
-images = pipe(digit=3, guidance=2.0, num_images_per_digit=8).images  # guidance = w; diffusers' scale = 1 + w
-```
-
-## Training
-
-| setting | value |
-|---|---|
-| data | {data}: {num_images} images, 28x28 RGB |
-| steps x images per step | {result.global_step} x {result.images_seen // max(result.global_step, 1)} \
-({result.images_seen / num_images:.1f} epochs) |
-| optimizer | AdamW lr {args.learning_rate}, {args.lr_scheduler}, {args.lr_warmup_steps} warm-up steps |
-| EMA | max decay {args.ema_max_decay}, warm-up power {args.ema_power:.2f} (the shipped weights) |
-| UNet | block_out_channels {tuple(args.block_out_channels)}, layers_per_block {args.layers_per_block}, \
-attention at the lowest resolution |
-| precision / processes | {args.mixed_precision} / {result.num_processes} |
-| final training loss | {result.final_loss:.4f} |
-| training time | {result.seconds / 60:.1f} min |
-
-![samples](samples.png)
-
-`samples.png`: rows are digits 0-9, DDIM {args.sample_inference_steps} steps, w = {args.sample_guidance},
-seed {args.seed}.
-"""
-    return front_matter, body
+def run_summary(args, result, num_images: int, num_params: int, accelerator) -> dict:
+    """What the model card needs to know about this run beside its arguments (training_args.json)."""
+    summary = {k: v for k, v in vars(result).items() if k != "unet"}
+    device = accelerator.device
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+    summary.update(
+        num_images=num_images,
+        num_params=num_params,
+        data=args.train_data or "hub_cards/mnistm-mini (the embedded 2,000-image subset)",
+        hardware=f"{accelerator.num_processes} x {hardware}; PyTorch {torch.__version__}, diffusers "
+                 f"{diffusers.__version__}, {args.mixed_precision} mixed precision",
+        samples_caption=f"rows are digits 0-9, DDIM {args.sample_inference_steps} steps, w = {args.sample_guidance}, "
+                        f"seed {args.seed}.",
+    )
+    return summary
 
 
 def main(args: argparse.Namespace) -> None:
@@ -177,7 +151,9 @@ def main(args: argparse.Namespace) -> None:
         json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2) + "\n"
     )
     num_params = sum(p.numel() for p in result.unet.parameters())
-    write_model_card(staging / "README.md", *model_card(args, result, len(images), num_params))
+    summary = run_summary(args, result, len(images), num_params, accelerator)
+    (staging / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_card(staging, build_card(staging, repo=args.hub_model_id))
     publish_folder(staging, args.output_dir)
     accelerator.print(f"saved the pipeline to {args.output_dir}")
     if args.push_to_hub:
