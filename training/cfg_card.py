@@ -14,7 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from PIL import Image
 
 MNISTM_HUB_ID = "Mike0307/MNIST-M"
 # The arguments that define the model and its training; the rest (logging, paths) stays in training_args.json.
@@ -91,7 +93,11 @@ Re-create it (same data, same arguments; `training_args.json` holds every one, a
 ![samples](samples.png)
 
 `samples.png`: {{ samples_caption }}
-"""
+{% if grid %}
+![grid](grid.png)
+
+`grid.png`: 10 samples (columns) of each digit 0-9 (rows), {{ grid }}.
+{% endif %}"""
 
 
 def training_flags(training_args: dict, defaults: dict | None = None) -> list[str]:
@@ -213,7 +219,27 @@ def build_card(folder: Path, evaluations: list[dict] | None = None, device: str 
         command=training_command(training_args, train_cfg_defaults()),
         provenance=summary.get("provenance", ""),
         samples_caption=summary.get("samples_caption", "rows are digits 0-9, DDIM, w = 2, fixed seed."),
+        grid=GRID_CAPTION.format(steps=fast_steps) if (folder / "grid.png").is_file() else "",
     )
+
+
+GRID_CAPTION = "DPM-Solver++ {steps} steps, w = 2, seed 0 (`python -m training.cfg_card --write_grid`)"
+
+
+def write_grid(folder: Path, steps: int) -> Path:
+    """grid.png: 10 samples of each digit with the fast sampler, the picture a Hub visitor looks at first."""
+    from diffusers.utils import make_image_grid
+
+    from pipelines.conditional_ddpm import ConditionalDDPMPipeline, make_scheduler
+
+    pipe = ConditionalDDPMPipeline.from_pretrained(folder)
+    pipe.scheduler = make_scheduler("dpm", pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(digit=list(range(10)), guidance=2.0, num_images_per_digit=10, num_inference_steps=steps,
+                  generator=torch.Generator().manual_seed(0)).images
+    path = Path(folder) / "grid.png"
+    make_image_grid([image.resize((56, 56), Image.NEAREST) for image in images], rows=10, cols=10).save(path)
+    return path
 
 
 def write_card(folder: Path, card: ModelCard) -> None:
@@ -229,6 +255,7 @@ def parse_args(argv=None):
     parser.add_argument("--evaluations", type=Path, default=None, help="benchmarks/bench_samplers.py JSON")
     parser.add_argument("--repo", default=None, help="the Hub id or path shown in the usage snippets")
     parser.add_argument("--fast_steps", type=int, default=10, help="DPM-Solver steps shown in the snippets")
+    parser.add_argument("--write_grid", action="store_true", help="(re)draw grid.png with the fast sampler first")
     parser.add_argument("--print_flags", action="store_true",
                         help="only print the folder's train_cfg.py flags on one line, for "
                              "`accelerate launch training/train_cfg.py $(python -m training.cfg_card --folder F "
@@ -247,6 +274,8 @@ def main(args) -> Path | None:
         training_args = json.loads((args.folder / "training_args.json").read_text())
         print(" ".join(training_flags(training_args, train_cfg_defaults())))
         return None
+    if args.write_grid:
+        write_grid(args.folder, args.fast_steps)
     report = json.loads(args.evaluations.read_text()) if args.evaluations else {"results": [], "device": ""}
     card = build_card(args.folder, report["results"], report.get("device", ""), args.repo, args.fast_steps)
     write_card(args.folder, card)

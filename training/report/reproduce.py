@@ -36,8 +36,9 @@ HUB_CARDS = REPO_ROOT / "hub_cards"
 
 PROFILES = {
     "quick": {
-        "cfg_scheduler": "ddim",
-        "cfg_steps": 50,
+        # DPM-Solver++ in 10 steps: the shipped model's digits at 0.99+ in minutes on a CPU (README's table).
+        "cfg_scheduler": "dpm",
+        "cfg_steps": 10,
         "images_per_digit": 100,
         "sweep_samples": 3,
         "ddim_steps": 50,

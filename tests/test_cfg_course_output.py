@@ -1,0 +1,68 @@
+"""The course-output command's output hygiene: validate first, refuse to mix runs, write the folder whole."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines import ConditionalDDPMPipeline
+from pipelines.conditional_ddpm import course_output
+from tests.test_cfg_pipeline import get_dummy_components
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cfg") / "model"
+    ConditionalDDPMPipeline(**get_dummy_components(sample_size=28)).save_pretrained(folder)
+    return folder
+
+
+def argv(model_dir, output_dir, *extra):
+    return ["--pretrained", str(model_dir), "--output_dir", str(output_dir), "--images_per_digit", "1",
+            "--num_inference_steps", "2", "--scheduler", "dpm", *extra]
+
+
+def test_a_bad_argument_creates_no_folder(model_dir, tmp_path):
+    for bad in (["--guidance", "-1"], ["--guidance", "nan"], ["--guidance", "inf"], ["--num_inference_steps", "0"]):
+        with pytest.raises(ValueError, match=bad[0]):
+            course_output.parse_args(argv(model_dir, tmp_path / "out", *bad))
+    assert not (tmp_path / "out").exists()
+
+
+def test_refuses_a_non_empty_folder_and_overwrite_removes_stale_files(model_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "9_100.png").write_bytes(b"from an earlier, larger run")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        course_output.parse_args(argv(model_dir, out))
+    written = course_output.main(course_output.parse_args(argv(model_dir, out, "--overwrite")))
+    expected = [f"{digit}_001.png" for digit in range(10)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written) == expected
+    assert not list(tmp_path.glob(".out-*")), "staging folders must not be left behind"
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    course_output.main(course_output.parse_args(argv(model_dir, out)))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_call(*args, **kwargs):
+        raise RuntimeError("simulated crash in the middle of sampling")
+
+    monkeypatch.setattr(ConditionalDDPMPipeline, "__call__", broken_call)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        course_output.main(course_output.parse_args(argv(model_dir, out, "--overwrite")))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob(".out-*"))
+
+
+def test_user_error_is_one_line_and_exit_status_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pipelines.conditional_ddpm", "--pretrained", str(tmp_path / "none"),
+                           "--output_dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: --pretrained") and "not a pipeline folder" in done.stderr
