@@ -73,8 +73,8 @@ def run_one(model: str, scheduler: str, steps: int, images_per_digit: int, args,
 def format_table(results: list[dict]) -> str:
     lines = ["| model | sampler | steps | images | seconds | s per 1000 | accuracy |", "|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {Path(r['model']).name} | {r['scheduler']} | {r['steps']} | {r['images']} | {r['seconds']:.1f} "
-                     f"| {r['seconds_per_1000']:.0f} | {r['accuracy']:.3f} |")
+        lines.append(f"| {Path(r['model']).name} | {r['scheduler']} | {r['steps']} | {r['images']} "
+                     f"| {r['seconds']:.1f} | {r['seconds_per_1000']:.0f} | {r['accuracy']:.3f} |")
     return "\n".join(lines)
 
 
