@@ -155,8 +155,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             generator: makes sampling deterministic (same seed, same images).
             output_type: "pil" (list of PIL images), "np" ([N, H, W, 3] in [0, 1]) or "pt" ([N, 3, H, W]).
             capture_timesteps: report-convention t values whose x_t to return in `intermediates`
-                (T = pure noise, 1 = input of the last step, 0 = final output). A convenience built on
-                the same per-step hook as `callback_on_step_end`.
+                (T = pure noise, 1 = input of the last step, 0 = final output). A convenience that reads
+                the sample at the step-end point of `callback_on_step_end`, after any edit the callback makes.
             return_dict: return a `ConditionalDDPMPipelineOutput` rather than a tuple.
             callback_on_step_end: diffusers' convention, `fn(pipe, step_index, timestep, callback_kwargs)`
                 called after each scheduler step; `callback_kwargs` holds the tensors named in
