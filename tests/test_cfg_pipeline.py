@@ -254,8 +254,10 @@ def test_course_output_command(tmp_path):
 
 
 def test_course_output_command_bad_input(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+    with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):
         cli.parse_args(["--pretrained", str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path / "out")])
     with pytest.raises(ValueError, match="--digits must be in 0-9"):
         cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--digits", "10"])
     with pytest.raises(ValueError, match="images_per_digit"):
