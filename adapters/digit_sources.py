@@ -20,6 +20,8 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow
+import pyarrow.parquet
 from PIL import Image
 
 DIGIT_NAMES = [str(d) for d in range(10)]
@@ -95,13 +97,40 @@ def standardise(dataset: datasets.Dataset, where: str) -> datasets.Dataset:
     return dataset.cast(DIGIT_FEATURES)
 
 
+def check_parquet_files(files) -> None:
+    """Read each parquet file's footer, so a truncated or corrupt file is named before `datasets` trips on it.
+
+    Reading the footer costs one small read per file; without it pyarrow's ArrowInvalid surfaces from deep
+    inside `datasets` with no file name.
+    """
+    for path in files:
+        try:
+            pyarrow.parquet.read_metadata(path)
+        except (pyarrow.ArrowException, OSError) as error:
+            raise DigitSourceError(
+                f"{path} is a corrupt or truncated parquet file ({error}); download or export it again"
+            ) from error
+
+
+def load_parquet(data_files, where: str, **kwargs):
+    """`datasets.load_dataset("parquet", ...)` (or of a folder) with corrupt files reported by name."""
+    try:
+        if data_files is None:
+            return datasets.load_dataset(where, **kwargs)
+        return datasets.load_dataset("parquet", data_files=data_files, **kwargs)
+    except (pyarrow.ArrowException, datasets.exceptions.DatasetGenerationError) as error:
+        # The footers were fine (check_parquet_files), so the damage is inside the data pages.
+        raise DigitSourceError(f"{where}: corrupt parquet data ({error}); download or export it again") from error
+
+
 def read_hf_folder(root: Path, split: str) -> datasets.Dataset:
     """A local HF dataset: parquet files (as on the Hub) or a `save_to_disk` folder."""
     where = str(root)
     if (root / "dataset_dict.json").exists() or (root / "dataset_info.json").exists():
         loaded = datasets.load_from_disk(str(root))
     else:
-        loaded = datasets.load_dataset(str(root))
+        check_parquet_files(sorted(root.rglob("*.parquet")))
+        loaded = load_parquet(None, where)
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
             raise DigitSourceError(f"{where}: no split {split!r}; available: {sorted(loaded)}")

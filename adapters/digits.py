@@ -29,6 +29,8 @@ from safetensors.torch import load_file, save_file
 from adapters.digit_sources import (
     DigitSourceError,
     canonical_split,
+    check_parquet_files,
+    load_parquet,
     read_course_layout,
     read_hf_folder,
     read_svhn_mat,
@@ -118,7 +120,8 @@ def _load_local(path: Path, split: str) -> datasets.Dataset:
         if suffix in (".h5", ".hdf5"):
             return read_usps_h5(path, split)
         if suffix == ".parquet":
-            return standardise(datasets.load_dataset("parquet", data_files=str(path), split="train"), str(path))
+            check_parquet_files([path])
+            return standardise(load_parquet(str(path), str(path), split="train"), str(path))
         raise DigitSourceError(f"{path}: unknown digit file format {suffix!r} (expected .mat, .h5 or .parquet)")
 
     if any(path.glob("*.csv")) and (path / "data").is_dir() and not any(path.glob("data/*.parquet")):
@@ -184,9 +187,18 @@ def to_model_range(images: torch.Tensor) -> torch.Tensor:
     return images.float().div(127.5).sub(1.0)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]."""
-    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+def to_uint8(images: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """Floats in `value_range` ((-1, 1): the models' range; (0, 1): displayed images) -> uint8 [0, 255].
+
+    The project's one float-to-uint8 conversion. It rounds as torchvision's `save_image` does
+    (x * 255 + 0.5, truncated), because the course's ground-truth PNGs were written that way and the DDIM
+    command must reproduce them bit for bit; out-of-range values are clamped.
+    """
+    low, high = value_range
+    if not high > low:
+        raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
+    unit = images.float().sub(low).div(high - low)
+    return unit.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
 def read_image_file(path: os.PathLike) -> Image.Image:

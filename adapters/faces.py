@@ -15,9 +15,16 @@ import numpy as np
 import PIL.Image
 import torch
 
+from adapters.digit_sources import check_parquet_files, load_parquet
+
 PathLike = str | os.PathLike
 
 _NOISE_NAME = re.compile(r"^\d+\.pt$")
+
+# Initial noise is standard normal: a value beyond 100 sigma has probability ~1e-2174 and never occurs. Larger
+# magnitudes mean the file holds something else (an image in 0-255, a scaled or corrupt tensor); near 1e19 the
+# DDIM update overflows float32 and the image comes out black, so such noise is refused up front.
+MAX_NOISE_MAGNITUDE = 100.0
 
 
 def _default_lfw_path() -> Path:
@@ -57,7 +64,13 @@ def check_noise(noise, name: str, shape: Sequence[int] | None = None) -> torch.T
             f"{name}: expected shape {tuple(shape)} (or with a leading 1), got {tuple(noise.shape)}"
         )
     if not torch.isfinite(noise).all():
-        raise ValueError(f"{name}: contains NaN or infinite values")
+        raise ValueError(f"{name}: contains NaN or infinite values; initial noise must be standard normal")
+    magnitude = float(noise.abs().max())
+    if magnitude > MAX_NOISE_MAGNITUDE:
+        raise ValueError(
+            f"{name}: values reach {magnitude:.3g} in magnitude, but initial noise is standard normal (|x| <= "
+            f"{MAX_NOISE_MAGNITUDE:g}); write fresh noise with `python -m pipelines.ddim_from_noise noise`"
+        )
     return noise
 
 
@@ -168,7 +181,8 @@ def load_lfw_faces(source: PathLike | None = None):
         path = path / "train.parquet"
     if not path.is_file():
         raise FileNotFoundError(f"LFW faces parquet file {path} does not exist")
-    dataset = datasets.load_dataset("parquet", data_files=str(path), split="train")
+    check_parquet_files([path])
+    dataset = load_parquet(str(path), str(path), split="train")
     if "image" not in dataset.column_names:
         raise ValueError(f"{path} has no 'image' column (columns: {dataset.column_names})")
     return dataset.cast_column("image", datasets.Image())

@@ -69,13 +69,13 @@ def test_sampling_is_seeded(tiny_pipeline_dir):
     assert not np.array_equal(first, other)
 
 
-def test_mosaic_places_tiles_row_major():
+def test_tile_places_images_row_major_with_make_image_grid():
     tiles = np.stack([np.full((2, 3, 3), i / 10) for i in range(6)])
-    canvas = cfg_figures.mosaic(tiles, rows=2, columns=3, pad=1)
-    assert canvas.shape == (5, 11, 3)  # 2 rows of 2 px and 3 columns of 3 px, 1 px gutters
-    assert canvas[0, 0, 0] == 0.0 and canvas[3, 4, 0] == pytest.approx(0.4) and canvas[2, 0, 0] == 1.0
+    canvas = cfg_figures.tile(tiles, rows=2, columns=3)
+    assert canvas.shape == (4, 9, 3) and canvas.dtype == np.uint8  # 2 rows of 2 px, 3 columns of 3 px
+    assert canvas[0, 0, 0] == 0 and canvas[2, 3, 0] == 102 and canvas[3, 8, 0] == 128  # 0.4, 0.5 of 255
     with pytest.raises(ValueError, match="do not fill"):
-        cfg_figures.mosaic(tiles, rows=2, columns=2)
+        cfg_figures.tile(tiles, rows=2, columns=2)
 
 
 def test_bad_arguments_raise(tiny_pipeline_dir, tmp_path):
@@ -85,6 +85,18 @@ def test_bad_arguments_raise(tiny_pipeline_dir, tmp_path):
         cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="euler")
     with pytest.raises(ValueError, match="sweep_samples"):
         cfg_figures.main(cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), "--sweep_samples", "0"]))
+    out = ["--output_dir", str(tmp_path / "out")]
+    for bad, message in ((["--guidance", "nan"], "--guidance must be a finite"),
+                         (["--num_inference_steps", "0"], "--num_inference_steps must be >= 1")):
+        with pytest.raises(ValueError, match=message):
+            cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), *out, *bad])
+    with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):
+        cfg_figures.parse_args(["--pretrained", str(tmp_path / "missing"), *out])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "old.png").write_bytes(b"")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), *out])
+    assert not (tmp_path / "out" / "grid_10x10.png").exists()
 
 
 def test_torchview_graph_when_the_extra_is_installed(tiny_pipeline_dir, tmp_path):

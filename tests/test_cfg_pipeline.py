@@ -149,9 +149,17 @@ def test_save_load_round_trip(pipe, tmp_path):
         ({"digit": [3, -1]}, "digit must be an int in 0-9"),
         ({"digit": "3"}, "digit must be an int in 0-9"),
         ({"digit": []}, "empty"),
+        ({"digit": 3.5}, "digit must be an int in 0-9, got 3.5"),
+        ({"digit": True}, "digit must be an int in 0-9"),
         ({"guidance": -0.5}, "guidance w must be >= 0"),
-        ({"num_images_per_digit": 0}, "num_images_per_digit must be >= 1"),
+        ({"guidance": float("nan")}, "guidance must be a finite number"),
+        ({"guidance": float("inf")}, "guidance must be a finite number"),
+        ({"num_images_per_digit": 0}, "num_images_per_digit must be an int >= 1"),
+        ({"num_images_per_digit": 2.5}, "num_images_per_digit must be an int >= 1, got 2.5"),
+        ({"num_inference_steps": 0}, "num_inference_steps must be an int between 1 and"),
+        ({"num_inference_steps": 2.0}, "num_inference_steps must be an int"),
         ({"num_inference_steps": TRAIN_STEPS + 1}, "steps the model was trained with"),
+        ({"callback_on_step_end_tensor_inputs": ["latents"]}, "callback_on_step_end_tensor_inputs"),
         ({"output_type": "latent"}, "output_type"),
         ({"capture_timesteps": [TRAIN_STEPS + 1]}, "not visited"),
     ],
@@ -159,6 +167,57 @@ def test_save_load_round_trip(pipe, tmp_path):
 def test_bad_inputs_raise(pipe, kwargs, message):
     with pytest.raises(ValueError, match=message):
         sample(pipe, **kwargs)
+
+
+def test_bad_inputs_fail_before_any_unet_forward(pipe):
+    # Regression: num_inference_steps=0 used to fall back to all steps through `or`; nan ran unguided.
+    calls = []
+    hook = pipe.unet.register_forward_hook(lambda *args: calls.append(1))
+    for kwargs in ({"num_inference_steps": 0}, {"guidance": float("nan")}, {"digit": 3.5}):
+        with pytest.raises(ValueError):
+            sample(pipe, **kwargs)
+    hook.remove()
+    assert calls == []
+
+
+def test_check_inputs_is_public_and_accepts_numpy_integers(pipe):
+    pipe.check_inputs(np.int64(3), 0.5, np.int32(2), None)
+    with pytest.raises(ValueError, match="num_inference_steps"):
+        pipe.check_inputs(3, 0.5, 2, 0)
+
+
+def test_callback_on_step_end_sees_every_step_and_can_edit_the_sample(pipe):
+    seen = []
+
+    def record(pipeline, step_index, timestep, callback_kwargs):
+        seen.append((step_index, int(timestep), tuple(callback_kwargs)))
+        return {}
+
+    sample(pipe, num_inference_steps=4, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["sample"])
+    assert [s[0] for s in seen] == [0, 1, 2, 3] and all(s[2] == ("sample",) for s in seen)
+    assert [s[1] for s in seen] == pipe.scheduler.timesteps.tolist()
+
+    def zero_at_the_end(pipeline, step_index, timestep, callback_kwargs):
+        return {"sample": torch.zeros_like(callback_kwargs["sample"])} if step_index == 3 else callback_kwargs
+
+    out = sample(pipe, num_inference_steps=4, callback_on_step_end=zero_at_the_end, capture_timesteps=[0])
+    torch.testing.assert_close(out.images, torch.full_like(out.images, 0.5))  # x = 0 maps to grey 0.5
+    torch.testing.assert_close(out.intermediates[0], out.images)  # capture runs on the edited sample
+
+
+def test_capture_timesteps_equals_what_a_step_end_callback_records(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    recorded = {}
+
+    def record(pipeline, step_index, timestep, callback_kwargs):
+        recorded[step_index] = (callback_kwargs["sample"] / 2 + 0.5).clamp(0, 1)
+        return callback_kwargs
+
+    out = sample(pipe, num_inference_steps=5, capture_timesteps=[13, 1, 0], callback_on_step_end=record)
+    timesteps = pipe.scheduler.timesteps.tolist()  # [16, 12, 8, 4, 0]: report t = timestep + 1
+    torch.testing.assert_close(out.intermediates[13], recorded[timesteps.index(12) - 1])
+    torch.testing.assert_close(out.intermediates[1], recorded[timesteps.index(0) - 1])
+    torch.testing.assert_close(out.intermediates[0], recorded[len(timesteps) - 1])
 
 
 def test_null_class_must_exist_in_the_unet():
@@ -195,8 +254,10 @@ def test_course_output_command(tmp_path):
 
 
 def test_course_output_command_bad_input(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+    with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):
         cli.parse_args(["--pretrained", str(tmp_path / "missing"), "--output_dir", str(tmp_path)])
+    with pytest.raises(FileNotFoundError, match="not a pipeline folder"):
+        cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path / "out")])
     with pytest.raises(ValueError, match="--digits must be in 0-9"):
         cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--digits", "10"])
     with pytest.raises(ValueError, match="images_per_digit"):

@@ -109,3 +109,79 @@ def test_module_entry_point_runs_as_a_subprocess(model_dir, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     subprocess.run(command, check=True, cwd=REPO, env=env)
     assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png"]
+
+
+def test_a_non_empty_output_folder_needs_overwrite_and_is_replaced_whole(model_dir, tmp_path):
+    ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "2", "--resolution", "8"])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "stale.png").write_bytes(b"old")
+    argv = sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "2")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        ddim.main(argv)
+    ddim.main([*argv, "--overwrite"])
+    assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png"]  # the stale file went with the old folder
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "2"])
+
+
+def test_a_stored_diffusers_pipeline_is_sampled_with_its_own_settings(model_dir, tmp_path):
+    # Regression (item 5): without --preset the command used to sample every folder with the course preset.
+    unet = UNet2DModel.from_pretrained(model_dir)
+    saved = DDIMFromNoisePipeline.from_unet(unet, "diffusers")
+    saved.save_pretrained(tmp_path / "pipeline")
+    ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "1", "--resolution", "8"])
+    ddim.main(sample_args(tmp_path / "pipeline", tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "3"))
+    saved.set_progress_bar_config(disable=True)
+    expected = saved(torch.load(tmp_path / "noise" / "00.pt", weights_only=True), num_inference_steps=3).images[0]
+    np.testing.assert_array_equal(np.asarray(PIL.Image.open(tmp_path / "out" / "00.png")), np.asarray(expected))
+
+
+@pytest.mark.parametrize(
+    "extra, error, message",
+    [
+        (["--num_inference_steps", "0"], ValueError, "--num_inference_steps must be >= 1, got 0"),
+        (["--eta", "nan"], ValueError, "--eta must be in"),
+        (["--batch_size", "0"], ValueError, "--batch_size must be >= 1"),
+    ],
+)
+def test_bad_arguments_fail_before_the_model_loads(tmp_path, extra, error, message):
+    (tmp_path / "noise").mkdir()
+    with pytest.raises(error, match=message):
+        ddim.main(sample_args(tmp_path / "no_model", tmp_path / "noise", tmp_path / "out", *extra))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_local_model_folder_is_named_not_a_hub_error(tmp_path, monkeypatch):
+    (tmp_path / "noise").mkdir()
+    with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):
+        ddim.main(sample_args(tmp_path / "missing", tmp_path / "noise", tmp_path / "out"))
+    # "runs/model" also looks like a Hub id; offline it must still be reported as a missing folder.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match="runs/model does not exist, and HF_HUB_OFFLINE is set"):
+        ddim.main(sample_args("runs/model", tmp_path / "noise", tmp_path / "out"))
+
+
+def test_absurd_noise_is_refused_before_sampling(model_dir, tmp_path):
+    (tmp_path / "noise").mkdir()
+    torch.save(torch.full((1, 3, 8, 8), 1e30), tmp_path / "noise" / "00.pt")
+    with pytest.raises(ValueError, match=r"00\.pt: values reach 1e\+30 in magnitude"):
+        ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_conditional_model_is_refused_naming_the_conditional_command(tmp_path):
+    from diffusers import DDPMScheduler
+
+    from pipelines import ConditionalDDPMPipeline
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
+        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=11,
+    )
+    ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400)).save_pretrained(tmp_path / "cfg")
+    ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "1", "--resolution", "8"])
+    with pytest.raises(ValueError, match="class-conditional UNet.*`python -m pipelines.conditional_ddpm"):
+        ddim.main(sample_args(tmp_path / "cfg", tmp_path / "noise", tmp_path / "out"))

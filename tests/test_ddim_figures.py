@@ -63,3 +63,14 @@ def test_figures_command_needs_noises_00_to_03(model_dir, tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="03.pt"):
         ddim_figures.main(args)
+
+
+def test_figures_command_checks_arguments_before_any_work(model_dir, tmp_path):
+    save_face_noises(tmp_path / "noise", num_noises=4, shape=(1, 8, 8))
+    argv = ["--pretrained", str(model_dir), "--noise_dir", str(tmp_path / "noise"), "--output_dir", str(tmp_path)]
+    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+        ddim_figures.parse_args(argv)  # tmp_path holds the model and the noises
+    with pytest.raises(ValueError, match="--num_inference_steps must be >= 1"):
+        ddim_figures.parse_args([*argv, "--num_inference_steps", "0"])
+    with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):
+        ddim_figures.parse_args(["--pretrained", str(tmp_path / "missing"), *argv[2:]])

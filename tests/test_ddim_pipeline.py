@@ -208,6 +208,52 @@ def test_from_pretrained_loads_unet_and_pipeline_folders(tmp_path):
     )
 
 
+@pytest.mark.parametrize("preset", ["course", "diffusers"])
+def test_save_load_round_trip_keeps_scheduler_normalisation_and_images(tmp_path, preset):
+    # Regression: a `diffusers` pipeline came back as `course` (minmax, clip_sample=False, steps_offset=0).
+    pipe = make_pipe(preset)
+    pipe.save_pretrained(tmp_path)
+    loaded = DDIMFromNoisePipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.preset_name == preset == pipe.preset_name
+    assert loaded.config.image_normalization == pipe.config.image_normalization
+    def settings(config):
+        return {k: v for k, v in config.items() if not k.startswith("_")}
+
+    assert settings(loaded.scheduler.config) == settings(pipe.scheduler.config)
+    assert loaded.scheduler.alphas_cumprod.dtype == pipe.scheduler.alphas_cumprod.dtype
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    expected = pipe(noise, eta=0.5, num_inference_steps=4, generator=torch.Generator().manual_seed(1))
+    again = loaded(noise, eta=0.5, num_inference_steps=4, generator=torch.Generator().manual_seed(1))
+    for before, after in zip(expected.images, again.images):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+
+
+def test_an_explicit_preset_overrides_the_stored_one(tmp_path):
+    make_pipe("diffusers").save_pretrained(tmp_path)
+    assert DDIMFromNoisePipeline.from_pretrained(tmp_path, preset="course").preset_name == "course"
+
+
+def test_a_conditional_unet_is_refused_up_front(tmp_path):
+    # Regression: a T = 400 class-conditional model only warned, then failed inside the UNet.
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
+        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=11,
+    )
+    unet.save_pretrained(tmp_path / "model" / "unet")
+    from diffusers import DDPMScheduler
+
+    DDPMScheduler(num_train_timesteps=400).save_pretrained(tmp_path / "model" / "scheduler")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the error comes first, not the schedule warning
+        with pytest.raises(ValueError, match="class-conditional UNet.*python -m pipelines.conditional_ddpm"):
+            DDIMFromNoisePipeline.from_pretrained(tmp_path / "model")
+    with pytest.raises(ValueError, match="needs class labels"):
+        DDIMFromNoisePipeline.from_unet(unet)
+
+
 def test_from_pretrained_warns_about_a_different_training_schedule(tmp_path):
     pipe = make_pipe()
     pipe.unet.save_pretrained(tmp_path / "model" / "unet")
@@ -271,6 +317,7 @@ def test_foreign_unet_output_of_wrong_shape_is_an_error():
         (torch.randn(3, 8), "has shape"),
         (torch.randint(0, 5, (1, 3, 8, 8)), "floating point"),
         (torch.full((1, 3, 8, 8), float("nan")), "NaN"),
+        (torch.full((1, 3, 8, 8), 1e30), "reaches 1e\\+30 in magnitude"),  # used to give a black image
         (np.zeros((1, 3, 8, 8), dtype=np.float32), "torch.Tensor"),
         ([], "empty"),
     ],
@@ -287,6 +334,11 @@ def test_bad_arguments_are_clear_errors():
         pipe(noise, eta=1.5)
     with pytest.raises(ValueError, match="num_inference_steps"):
         pipe(noise, num_inference_steps=0)
+    with pytest.raises(ValueError, match="num_inference_steps must be an int"):
+        pipe(noise, num_inference_steps=2.5)
+    with pytest.raises(ValueError, match="eta must be a number"):
+        pipe(noise, eta=float("nan"))
+    pipe.check_inputs(noise, 0.0, 2)  # public, as in diffusers pipelines
     with pytest.raises(ValueError, match="output_type"):
         pipe(noise, num_inference_steps=2, output_type="latent")
     with pytest.raises(ValueError, match="generators"):

@@ -1,6 +1,7 @@
 """Every digit source loads through `load_digits` with the right shapes and labels; bad input fails clearly."""
 
 import csv
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -18,6 +19,8 @@ from adapters import (
     to_model_range,
     to_uint8,
 )
+
+EMBEDDED_USPS = Path(__file__).resolve().parents[1] / "hub_cards" / "usps-mini"
 
 
 def _check_decoded(dataset, expected_len=None):
@@ -218,3 +221,29 @@ def test_svhn_label_outside_digits(tmp_path):
     savemat(tmp_path / "train_32x32.mat", {"X": images, "y": np.array([[1], [12]], dtype=np.uint8)})
     with pytest.raises(DigitSourceError, match="outside the digits"):
         load_digits("svhn", source=tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1 not really parquet PAR1", b"a CSV file,\n1,2\n"])
+def test_corrupt_parquet_names_the_file(tmp_path, content):
+    # Regression: a truncated or corrupt parquet file surfaced as a raw pyarrow ArrowInvalid without its name.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train-00000-of-00001.parquet").write_bytes(content)
+    with pytest.raises(DigitSourceError, match=r"train-00000-of-00001\.parquet is a corrupt or truncated parquet"):
+        load_digits("usps", source=tmp_path)
+    with pytest.raises(DigitSourceError, match="corrupt or truncated parquet file"):
+        load_digits("usps", source=tmp_path / "data" / "train-00000-of-00001.parquet")
+
+
+def test_truncated_copy_of_a_real_parquet_is_refused(tmp_path):
+    data = (EMBEDDED_USPS / "data" / "train-00000-of-00001.parquet").read_bytes()
+    (tmp_path / "train.parquet").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DigitSourceError, match="corrupt or truncated"):
+        load_digits("usps", source=tmp_path / "train.parquet")
+
+
+def test_to_uint8_says_its_range_and_rounds_like_torchvision():
+    unit = torch.tensor([0.0, 0.5 / 255, 0.25, 1.0, 1.5, -0.1])
+    assert to_uint8(unit, value_range=(0, 1)).tolist() == [0, 1, 64, 255, 255, 0]  # floor(x * 255 + 0.5)
+    assert torch.equal(to_uint8(unit * 2 - 1), to_uint8(unit, value_range=(0, 1)))  # default: model range
+    with pytest.raises(ValueError, match="value_range"):
+        to_uint8(unit, value_range=(1, 0))

@@ -123,12 +123,25 @@ def test_cli_prints_table_writes_json_and_fails_cleanly(tmp_path, capsys):
     assert re.match(r"^error: 1 file name\(s\) .* do not start with the digit", capsys.readouterr().err)
 
 
-def test_random_affine_keeps_shape_and_is_identity_when_off():
+def test_augment_uses_the_shared_random_affine_and_is_identity_when_off():
     images = torch.rand(4, 3, 28, 28) * 2 - 1
-    assert train_digit_classifier.random_affine(images, 0, 0) is images
-    moved = train_digit_classifier.random_affine(images, 2.0, 10.0)
+    off = train_digit_classifier.parse_args(["--max_shift", "0", "--max_rotation", "0"])
+    assert train_digit_classifier.augment(images, off) is images
+    args = train_digit_classifier.parse_args([])
+    moved = train_digit_classifier.augment(images, args)
     assert moved.shape == images.shape and not torch.allclose(moved, images)
     assert moved.min() >= -1 - 1e-5 and moved.max() <= 1 + 1e-5
+    torch.manual_seed(3)  # draws from torch's global generator, which accelerate checkpoints
+    first = train_digit_classifier.augment(images, args)
+    torch.manual_seed(3)
+    assert torch.equal(first, train_digit_classifier.augment(images, args))
+
+
+@pytest.mark.parametrize("option", ["--max_train_steps", "--train_batch_size", "--checkpointing_steps"])
+def test_training_arguments_are_checked_first(option):
+    # Regression: --max_train_steps 0 fell back to the epochs through `or`.
+    with pytest.raises(ValueError, match=f"{option} must be >= 1, got 0"):
+        train_digit_classifier.parse_args([option, "0"])
 
 
 def test_training_script_trains_saves_card_and_resumes(tmp_path):

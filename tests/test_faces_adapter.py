@@ -38,6 +38,8 @@ def test_noise_without_batch_dimension_is_accepted(tmp_path):
         (torch.randn(4, 4), "expected shape"),
         (torch.zeros(1, 3, 4, 4, dtype=torch.int64), "floating point"),
         (torch.full((1, 3, 4, 4), float("inf")), "NaN or infinite"),
+        (torch.full((1, 3, 4, 4), 1e30), "values reach 1e\\+30 in magnitude"),  # used to give a black image
+        (torch.linspace(0, 255, 48).reshape(1, 3, 4, 4), "initial noise is standard normal"),  # an image, not noise
         ({"noise": torch.randn(3, 4, 4)}, "torch.Tensor"),
     ],
 )
@@ -111,3 +113,9 @@ def test_lfw_faces_from_shared_data():
     assert faces[0]["image"].size == (25, 25) and faces[0]["image"].mode == "L"
     with pytest.raises(FileNotFoundError, match="parquet"):
         load_lfw_faces(SHARED_DATA / "no_such_folder")
+
+
+def test_corrupt_lfw_parquet_names_the_file(tmp_path):
+    (tmp_path / "train.parquet").write_bytes(b"PAR1 truncated")
+    with pytest.raises(ValueError, match=r"train\.parquet is a corrupt or truncated parquet file"):
+        load_lfw_faces(tmp_path)

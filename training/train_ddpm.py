@@ -178,4 +178,6 @@ def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    from pipelines.command_line import run_command  # user errors: one line on stderr, exit status 2
+
+    run_command(main, parse_args)

@@ -17,11 +17,10 @@ import argparse
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -31,9 +30,11 @@ from diffusers.optimization import get_scheduler
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from adapters import decode_digits, load_digits, to_model_range
+from adapters import decode_digits, load_digits, to_model_range, write_folder_atomically
+from pipelines.command_line import run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, format_report
+from training.dann_data import random_affine
 
 logger = get_logger(__name__)
 
@@ -66,27 +67,34 @@ def parse_args(argv=None):
     parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # Checked before any data is decoded or folder made; 0 steps must not silently mean "use the epochs".
+    positive = ["num_epochs", "train_batch_size", "eval_batch_size", "gradient_accumulation_steps",
+                "checkpointing_steps", "image_size", "max_train_steps", "checkpoints_total_limit"]
+    for option in positive:
+        value = getattr(args, option)
+        if value is not None and value < 1:  # None: max_train_steps from the epochs, no checkpoint limit
+            raise ValueError(f"--{option} must be >= 1, got {value}")
+    if args.max_shift < 0 or args.max_rotation < 0:
+        raise ValueError(f"--max_shift and --max_rotation must be >= 0, got {args.max_shift}, {args.max_rotation}")
+    return args
 
 
-def random_affine(images: torch.Tensor, max_shift: float, max_rotation: float) -> torch.Tensor:
-    """Shift each image by up to max_shift pixels and rotate it by up to max_rotation degrees.
+def augment(images: torch.Tensor, args) -> torch.Tensor:
+    """Small random shifts and rotations (no zoom, no flips: digits keep their identity).
 
-    Digits must keep their identity, so no flips and only small moves. Borders are reflected so the
-    textured MNIST-M backgrounds do not get black edges the generated images never have.
+    The DANN trainer's random_affine, drawing from torch's global generator: accelerate's save_state stores
+    that generator, so a resumed run replays the same augmentation.
     """
-    if max_shift == 0 and max_rotation == 0:
+    if args.max_shift == 0 and args.max_rotation == 0:
         return images
-    n, _, height, width = images.shape
-    angle = (torch.rand(n, device=images.device) * 2 - 1) * math.radians(max_rotation)
-    # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size.
-    shift = (torch.rand(n, 2, device=images.device) * 2 - 1) * max_shift * 2 / torch.tensor(
-        [width, height], device=images.device
+    return random_affine(
+        images,
+        torch.default_generator,
+        max_rotation=args.max_rotation,
+        scale=(1.0, 1.0),
+        max_translate=args.max_shift / images.shape[-1],  # pixels -> fraction of the side
     )
-    cos, sin = angle.cos(), angle.sin()
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def evaluate(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> dict:
@@ -94,41 +102,19 @@ def evaluate(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
     return accuracy_report(predictions, labels)
 
 
-def save_folder_atomically(write, output_dir: Path):
-    """Run write(tmp_dir), then swap tmp_dir in for output_dir, so a crash never leaves half a model."""
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    write(staging)
-    if output_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-old-", dir=output_dir.parent))
-        os.replace(output_dir, retired / output_dir.name)
-        os.replace(staging, output_dir)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, output_dir)
-
-
 def plot_confusion_matrix(confusion: list[list[int]], path: Path, title: str):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
-    image = ax.imshow(confusion, cmap="Blues")
-    for true in range(len(confusion)):
-        for pred in range(len(confusion)):
-            count = confusion[true][pred]
-            if count:
-                ax.text(pred, true, count, ha="center", va="center", fontsize=6,
-                        color="white" if count > max(map(max, confusion)) / 2 else "black")
-    ax.set_xticks(range(len(confusion)))
-    ax.set_yticks(range(len(confusion)))
+    display = ConfusionMatrixDisplay(np.asarray(confusion), display_labels=list(range(len(confusion))))
+    display.plot(ax=ax, cmap="Blues", values_format="d", text_kw={"fontsize": 6})
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
     ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -248,7 +234,7 @@ def main(args):
         generator=torch.Generator().manual_seed(args.seed),
     )
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
-    max_train_steps = args.max_train_steps or args.num_epochs * steps_per_epoch
+    max_train_steps = args.max_train_steps if args.max_train_steps is not None else args.num_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     lr_scheduler = get_scheduler(
         args.lr_scheduler, optimizer,
@@ -277,7 +263,7 @@ def main(args):
         batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch else loader
         for images, labels in batches:
             with accelerator.accumulate(model):
-                pixel_values = random_affine(to_model_range(images), args.max_shift, args.max_rotation)
+                pixel_values = augment(to_model_range(images), args)
                 loss = F.cross_entropy(model(pixel_values), labels)
                 accelerator.backward(loss)
                 optimizer.step()
@@ -315,7 +301,7 @@ def main(args):
             )
             (folder / "README.md").write_text(model_card(args, report, len(train_labels), num_params))
 
-        save_folder_atomically(write, Path(args.output_dir))
+        write_folder_atomically(args.output_dir, write)
         logger.info(f"saved the classifier to {args.output_dir}")
     accelerator.end_training()
 
@@ -340,4 +326,4 @@ def _save_checkpoint(accelerator, project_dir: Path, step: int, total_limit: int
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_command(main, parse_args)

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import run_command
+from pipelines.command_line import check_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
@@ -67,6 +67,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    check_pretrained(args.pretrained, hub=False)
     if not (args.pretrained / "model_index.json").is_file():
         raise FileNotFoundError(
             f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "

@@ -29,11 +29,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import PIL.Image  # noqa: E402
 import torch  # noqa: E402
 from diffusers import UNet2DModel  # noqa: E402
+from diffusers.utils import make_image_grid  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-from pipelines.command_line import run_command
+from adapters.digits import to_uint8  # noqa: E402
+from adapters.folders import check_output_dir, write_folder_atomically  # noqa: E402
+from pipelines.command_line import check_pretrained, run_command  # noqa: E402
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler  # noqa: E402
 
@@ -60,24 +64,19 @@ def nearest_visited(requested: Sequence[int], visited: Sequence[int]) -> list[in
     return [min(visited, key=lambda t: (abs(t - wanted), -t)) for wanted in requested]
 
 
-def mosaic(images: np.ndarray, rows: int, columns: int, pad: int = 2) -> np.ndarray:
-    """[rows * columns, H, W, 3] in [0, 1] -> one image with white gutters between tiles."""
-    count, height, width, channels = images.shape
-    if count != rows * columns:
-        raise ValueError(f"{count} images do not fill a {rows}x{columns} mosaic")
-    canvas = np.ones((rows * (height + pad) - pad, columns * (width + pad) - pad, channels), dtype=images.dtype)
-    for index, image in enumerate(images):
-        row, column = divmod(index, columns)
-        canvas[row * (height + pad):row * (height + pad) + height,
-               column * (width + pad):column * (width + pad) + width] = image
-    return canvas
+def tile(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """[rows * columns, H, W, 3] in [0, 1] -> one uint8 image, row-major, tiled by diffusers' make_image_grid."""
+    if len(images) != rows * columns:
+        raise ValueError(f"{len(images)} images do not fill a {rows}x{columns} grid")
+    pixels = to_uint8(torch.from_numpy(np.ascontiguousarray(images)), value_range=(0, 1)).numpy()
+    return np.asarray(make_image_grid([PIL.Image.fromarray(x) for x in pixels], rows, columns))
 
 
 def _show_mosaic(ax, images, rows, columns, row_labels, column_labels, ylabel, xlabel):
-    tile_h, tile_w = images.shape[1] + 2, images.shape[2] + 2
-    ax.imshow(mosaic(images, rows, columns), interpolation="nearest")
-    ax.set_yticks([r * tile_h + tile_h / 2 - 1 for r in range(rows)], row_labels)
-    ax.set_xticks([c * tile_w + tile_w / 2 - 1 for c in range(columns)], column_labels)
+    tile_h, tile_w = images.shape[1], images.shape[2]
+    ax.imshow(tile(images, rows, columns), interpolation="nearest")
+    ax.set_yticks([r * tile_h + tile_h / 2 - 0.5 for r in range(rows)], row_labels)
+    ax.set_xticks([c * tile_w + tile_w / 2 - 0.5 for c in range(columns)], column_labels)
     ax.tick_params(length=0)
     ax.set_ylabel(ylabel)
     ax.set_xlabel(xlabel)
@@ -285,30 +284,42 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip_torchview", action="store_true", help="do not draw the torchview graph")
-    return parser.parse_args(argv)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
+    args = parser.parse_args(argv)
+    # Checked before the model loads or any folder is made, so a typo costs nothing.
+    if args.sweep_samples < 1:
+        raise ValueError(f"--sweep_samples must be >= 1, got {args.sweep_samples}")
+    if not math.isfinite(args.guidance) or args.guidance < 0:
+        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    check_pretrained(args.pretrained, hub=False)
+    check_output_dir(args.output_dir, args.overwrite)
+    return args
 
 
 def main(args):
-    if args.sweep_samples < 1:
-        raise ValueError(f"--sweep_samples must be >= 1, got {args.sweep_samples}")
     pipe = load_pipeline(args.pretrained, args.scheduler, args.device)
     steps = args.num_inference_steps
     if steps is None:
         steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     label = f"{type(pipe.scheduler).__name__}, {steps} steps, seed {args.seed}"
-
-    frames = grid_and_reverse_process(pipe, output_dir, args.guidance, steps, args.seed, label)
-    guidance_sweep(pipe, output_dir, args.sweep_samples, steps, args.seed, label)
     null_class_id = pipe.config.null_class_id
-    (output_dir / "architecture.txt").write_text(architecture_text(pipe.unet, null_class_id))
-    draw_architecture(pipe.unet, null_class_id, output_dir / "architecture.png")
-    written = ["grid_10x10.png", "reverse_process_0.png", "guidance_sweep.png", "architecture.txt",
-               "architecture.png"]
-    if not args.skip_torchview and draw_torchview(pipe.unet, output_dir / "architecture_torchview.png"):
-        written.append("architecture_torchview.png")
-    print(f"wrote {', '.join(written)} to {output_dir} ({label}; reverse-process frames t = {frames})")
+
+    def write_figures(folder: Path) -> tuple[list[str], list[int]]:
+        frames = grid_and_reverse_process(pipe, folder, args.guidance, steps, args.seed, label)
+        guidance_sweep(pipe, folder, args.sweep_samples, steps, args.seed, label)
+        (folder / "architecture.txt").write_text(architecture_text(pipe.unet, null_class_id))
+        draw_architecture(pipe.unet, null_class_id, folder / "architecture.png")
+        written = ["grid_10x10.png", "reverse_process_0.png", "guidance_sweep.png", "architecture.txt",
+                   "architecture.png"]
+        if not args.skip_torchview and draw_torchview(pipe.unet, folder / "architecture_torchview.png"):
+            written.append("architecture_torchview.png")
+        return written, frames
+
+    # All figures or none: a failure half-way leaves the previous set (or no folder), never a mixture.
+    written, frames = write_folder_atomically(args.output_dir, write_figures)
+    print(f"wrote {', '.join(written)} to {args.output_dir} ({label}; reverse-process frames t = {frames})")
 
 
 def cli(argv=None):

@@ -2,22 +2,25 @@
 
     # one NN.png for each NN.pt (the course's face task)
     python -m pipelines.ddim_from_noise --pretrained DIR --noise_dir DIR --output_dir OUT [--eta 0] \
-        [--num_inference_steps 50] [--preset course|diffusers] [--seed 0] [--device cuda]
+        [--num_inference_steps 50] [--preset course|diffusers] [--seed 0] [--device cuda] [--overwrite]
     # MSE on the 0-255 scale of each image pair, then the mean
     python -m pipelines.ddim_from_noise score --pred OUT --gt GT
     # initial noises in the course's format (float32 [1, C, H, W]) for a model of your own
     python -m pipelines.ddim_from_noise noise --output_dir DIR --num_noises 10 --channels 3 --resolution 256 --seed 0
+
+Arguments are checked before the model loads; an output folder is written whole or not at all (a staging
+folder renamed into place), and a non-empty one is refused unless --overwrite is given.
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from adapters.faces import face_mse, load_face_noises, save_face_noises
-from pipelines.command_line import run_command
+from adapters.folders import check_output_dir, write_folder_atomically
+from pipelines.command_line import check_pretrained, run_command
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 
 
@@ -32,11 +35,29 @@ def parse_sample_args(argv):
     parser.add_argument("--output_dir", required=True, help="where NN.png is written for each NN.pt")
     parser.add_argument("--eta", type=float, default=0.0, help="0: deterministic DDIM, 1: DDPM variance")
     parser.add_argument("--num_inference_steps", type=int, default=50)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="course")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="default: the stored settings of a saved DDIMFromNoisePipeline, else course",
+    )
     parser.add_argument("--seed", type=int, default=0, help="image i draws its eta > 0 noise from seed + i")
     parser.add_argument("--batch_size", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return parser.parse_args(argv)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
+    args = parser.parse_args(argv)
+    # Everything that can be checked without the model is checked before it loads or a folder is made.
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if not 0.0 <= args.eta <= 1.0:  # also refuses nan
+        raise ValueError(f"--eta must be in [0, 1], got {args.eta}")
+    if args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    check_pretrained(args.pretrained)
+    if not Path(args.noise_dir).is_dir():
+        raise FileNotFoundError(f"noise folder {args.noise_dir} (--noise_dir) does not exist")
+    check_output_dir(args.output_dir, args.overwrite)
+    return args
 
 
 def parse_score_args(argv):
@@ -57,40 +78,40 @@ def parse_noise_args(argv):
     parser.add_argument("--channels", type=int, default=3)
     parser.add_argument("--resolution", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
+    args = parser.parse_args(argv)
+    for option in ("num_noises", "channels", "resolution"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option} must be >= 1, got {getattr(args, option)}")
+    check_output_dir(args.output_dir, args.overwrite)
+    return args
 
 
 def sample(args) -> list:
-    """Writes OUT/NN.png for each NOISE_DIR/NN.pt; returns the written paths."""
-    if args.batch_size < 1:
-        raise ValueError(f"--batch_size must be positive, got {args.batch_size}")
+    """Writes OUT/NN.png for each NOISE_DIR/NN.pt, all or nothing; returns the written paths."""
     pipe = DDIMFromNoisePipeline.from_pretrained(args.pretrained, preset=args.preset).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     size = pipe.unet.config.sample_size
     height, width = (size, size) if isinstance(size, int) else size
     noises = load_face_noises(args.noise_dir, shape=(pipe.unet.config.in_channels, height, width))
-
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     names = list(noises)
-    written = []
-    for start in range(0, len(names), args.batch_size):
-        batch = names[start : start + args.batch_size]
-        # One generator per image: an image's result does not depend on the batch it lands in.
-        generators = [torch.Generator(args.device).manual_seed(args.seed + names.index(n)) for n in batch]
-        images = pipe(
-            [noises[n] for n in batch],
-            eta=args.eta,
-            num_inference_steps=args.num_inference_steps,
-            generator=generators,
-        ).images
-        for name, image in zip(batch, images):
-            path = output_dir / f"{name}.png"
-            tmp = output_dir / f".{name}.png.tmp"
-            image.save(tmp, format="PNG")
-            os.replace(tmp, path)
-            written.append(path)
-    return written
+
+    def write_images(staging: Path) -> None:
+        for start in range(0, len(names), args.batch_size):
+            batch = names[start : start + args.batch_size]
+            # One generator per image: an image's result does not depend on the batch it lands in.
+            generators = [torch.Generator(args.device).manual_seed(args.seed + names.index(n)) for n in batch]
+            images = pipe(
+                [noises[n] for n in batch],
+                eta=args.eta,
+                num_inference_steps=args.num_inference_steps,
+                generator=generators,
+            ).images
+            for name, image in zip(batch, images):
+                image.save(staging / f"{name}.png", format="PNG")
+
+    write_folder_atomically(args.output_dir, write_images)
+    return [Path(args.output_dir) / f"{name}.png" for name in names]
 
 
 def score(args) -> float:
@@ -104,8 +125,9 @@ def score(args) -> float:
 
 
 def noise(args) -> None:
-    save_face_noises(
-        args.output_dir, args.num_noises, (args.channels, args.resolution, args.resolution), args.seed
+    shape = (args.channels, args.resolution, args.resolution)
+    write_folder_atomically(
+        args.output_dir, lambda staging: save_face_noises(staging, args.num_noises, shape, args.seed)
     )
 
 

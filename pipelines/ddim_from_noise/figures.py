@@ -11,17 +11,21 @@ writes, from the noises 00.pt .. 03.pt (and 00, 01 for the interpolations):
 """
 
 import argparse
-import os
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
-import torch
+import matplotlib
 
-from adapters.faces import load_face_noises
-from pipelines.command_line import run_command
-from pipelines.ddim_from_noise.interpolation import lerp, slerp
-from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from diffusers.utils import make_image_grid  # noqa: E402
+
+from adapters.faces import load_face_noises  # noqa: E402
+from adapters.folders import check_output_dir, write_folder_atomically  # noqa: E402
+from pipelines.command_line import check_pretrained, run_command  # noqa: E402
+from pipelines.ddim_from_noise.interpolation import lerp, slerp  # noqa: E402
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline  # noqa: E402
 
 ETAS = [round(0.1 * i, 1) for i in range(10)]
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -35,43 +39,39 @@ def parse_args(argv=None):
     parser.add_argument("--pretrained", required=True, help="UNet2DModel folder or Hub id")
     parser.add_argument("--noise_dir", required=True, help="folder with at least 00.pt .. 03.pt")
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="course")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="default: the stored settings of a saved DDIMFromNoisePipeline, else course",
+    )
     parser.add_argument("--num_inference_steps", type=int, default=50)
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the eta > 0 noise; the repeat uses seed + 1"
     )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return parser.parse_args(argv)
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
+    args = parser.parse_args(argv)
+    if args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    check_pretrained(args.pretrained)
+    if not Path(args.noise_dir).is_dir():
+        raise FileNotFoundError(f"noise folder {args.noise_dir} (--noise_dir) does not exist")
+    check_output_dir(args.output_dir, args.overwrite)
+    return args
 
 
-def to_arrays(images) -> list:
-    """PIL images to arrays for imshow (grey images stay 2-D)."""
-    return [np.asarray(image) for image in images]
-
-
-def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path, pad: int = 2) -> None:
-    """Tiles rows of equal-size images into one labelled image and writes a PNG atomically."""
-    height, width = rows[0][0].shape[:2]
-    channels = () if rows[0][0].ndim == 2 else rows[0][0].shape[2:]
-    mosaic = np.full(
-        (len(rows) * (height + pad) - pad, len(rows[0]) * (width + pad) - pad, *channels), 255, np.uint8
-    )
-    for r, row in enumerate(rows):
-        for c, image in enumerate(row):
-            mosaic[
-                r * (height + pad) : r * (height + pad) + height,
-                c * (width + pad) : c * (width + pad) + width,
-            ] = image
-
+def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path) -> None:
+    """Tiles rows of equal-size PIL images with make_image_grid and labels rows and columns with matplotlib."""
+    mosaic = np.asarray(make_image_grid([image for row in rows for image in row], len(rows), len(rows[0])))
+    width, height = rows[0][0].size
     scale = max(1.0, 48 / height)  # show small images at a readable size
     fig_width = max(4.0, mosaic.shape[1] * scale / 100 + 1.4)
     fig_height = mosaic.shape[0] * scale / 100 + 1.2
     fig, ax = plt.subplots(figsize=(fig_width, fig_height))
-    ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
-    ax.set_xticks(
-        [c * (width + pad) + width / 2 - 0.5 for c in range(len(rows[0]))], column_labels, fontsize=8
-    )
-    ax.set_yticks([r * (height + pad) + height / 2 - 0.5 for r in range(len(rows))], row_labels, fontsize=8)
+    ax.imshow(mosaic, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_xticks([c * width + width / 2 - 0.5 for c in range(len(rows[0]))], column_labels, fontsize=8)
+    ax.set_yticks([r * height + height / 2 - 0.5 for r in range(len(rows))], row_labels, fontsize=8)
     ax.tick_params(length=0)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
@@ -79,10 +79,8 @@ def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path
     for spine in ax.spines.values():
         spine.set_visible(False)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def main(args) -> list:
@@ -94,54 +92,33 @@ def main(args) -> list:
         raise FileNotFoundError(f"{args.noise_dir} lacks {', '.join(n + '.pt' for n in missing)}")
     grid_noise = torch.stack([noises[name] for name in GRID_NOISES])
     steps = args.num_inference_steps
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     column_labels = [f"{name}.pt" for name in GRID_NOISES]
-    about = f"{args.preset} preset, {steps} steps"
+    about = f"{pipe.preset_name} preset, {steps} steps"
 
     def generate(noise, eta, seed):
         generator = torch.Generator(args.device).manual_seed(seed)
-        return to_arrays(pipe(noise, eta=eta, num_inference_steps=steps, generator=generator).images)
+        return pipe(noise, eta=eta, num_inference_steps=steps, generator=generator).images
 
-    # Every eta row uses the same seed, so rows differ only in eta.
-    rows = [generate(grid_noise, eta, args.seed) for eta in ETAS]
-    paths = [output_dir / "eta_grid.png"]
-    save_grid(
-        rows,
-        [f"eta = {eta}" for eta in ETAS],
-        column_labels,
-        "initial noise",
-        "eta",
-        f"DDIM, eta from 0.0 to 0.9\n{about}",
-        paths[-1],
-    )
+    def write_figures(folder: Path) -> list[str]:
+        # Every eta row uses the same seed, so rows differ only in eta.
+        rows = [generate(grid_noise, eta, args.seed) for eta in ETAS]
+        save_grid(rows, [f"eta = {eta}" for eta in ETAS], column_labels, "initial noise", "eta",
+                  f"DDIM, eta from 0.0 to 0.9\n{about}", folder / "eta_grid.png")
+        rows = [generate(grid_noise, 0.5, args.seed), generate(grid_noise, 0.5, args.seed + 1)]
+        save_grid(rows, [f"seed {args.seed}", f"seed {args.seed + 1}"], column_labels, "initial noise",
+                  "eta = 0.5, two runs", f"DDIM at eta = 0.5, twice\n{about}", folder / "eta_0.5_twice.png")
+        names = ["eta_grid.png", "eta_0.5_twice.png"]
+        alphas = torch.tensor(ALPHAS)
+        for name, interpolate in (("slerp", slerp), ("lerp", lerp)):
+            row = generate(interpolate(noises["00"], noises["01"], alphas), 0.0, args.seed)
+            save_grid([row], [name], [f"{a}" for a in ALPHAS], "alpha (0: 00.pt, 1: 01.pt)", "",
+                      f"{name} from noise 00 to noise 01, eta = 0, {about}", folder / f"{name}.png")
+            names.append(f"{name}.png")
+        return names
 
-    rows = [generate(grid_noise, 0.5, args.seed), generate(grid_noise, 0.5, args.seed + 1)]
-    paths.append(output_dir / "eta_0.5_twice.png")
-    save_grid(
-        rows,
-        [f"seed {args.seed}", f"seed {args.seed + 1}"],
-        column_labels,
-        "initial noise",
-        "eta = 0.5, two runs",
-        f"DDIM at eta = 0.5, twice\n{about}",
-        paths[-1],
-    )
-
-    alphas = torch.tensor(ALPHAS)
-    for name, interpolate in (("slerp", slerp), ("lerp", lerp)):
-        row = generate(interpolate(noises["00"], noises["01"], alphas), 0.0, args.seed)
-        paths.append(output_dir / f"{name}.png")
-        save_grid(
-            [row],
-            [name],
-            [f"{a}" for a in ALPHAS],
-            "alpha (0: 00.pt, 1: 01.pt)",
-            "",
-            f"{name} from noise 00 to noise 01, eta = 0, {about}",
-            paths[-1],
-        )
-    return paths
+    # All four figures or none: the folder is built aside and renamed into place.
+    names = write_folder_atomically(args.output_dir, write_figures)
+    return [Path(args.output_dir) / name for name in names]
 
 
 def cli(argv=None):

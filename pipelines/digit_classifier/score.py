@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
+from sklearn.metrics import confusion_matrix
 
 from adapters import read_image_file
-from pipelines.command_line import run_command
+from pipelines.command_line import check_pretrained, run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 
 
@@ -24,8 +25,7 @@ def accuracy_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes
     predictions, labels = torch.as_tensor(predictions).long(), torch.as_tensor(labels).long()
     if predictions.shape != labels.shape or labels.numel() == 0:
         raise ValueError(f"need as many predictions as labels, at least one: {predictions.shape} vs {labels.shape}")
-    confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
-    confusion.index_put_((labels, predictions), torch.ones_like(labels), accumulate=True)
+    confusion = torch.from_numpy(confusion_matrix(labels.numpy(), predictions.numpy(), labels=range(num_classes)))
     correct = confusion.diag()
     totals = confusion.sum(dim=1)
     per_digit = {
@@ -97,8 +97,9 @@ def parse_args(argv=None):
 
 
 def main(args) -> dict:
-    if not Path(args.pretrained).is_dir():
-        raise FileNotFoundError(f"classifier folder {args.pretrained} does not exist")
+    check_pretrained(args.pretrained, hub=False)
+    if not Path(args.images).is_dir():
+        raise FileNotFoundError(f"image folder {args.images} (--images) does not exist")
     model = DigitClassifier.from_pretrained(args.pretrained).to(args.device)
     report = score_folder(model, Path(args.images), args.pattern, args.batch_size)
     print(f"{args.images}: {report['total']} images\n{format_report(report)}")

@@ -172,8 +172,8 @@ def write_tables(figures_dir: Path) -> str:
 
 def main(args):
     figures_dir = Path(args.figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
     results = {mode: run_or_read(args, mode) for mode in args.modes}
+    figures_dir.mkdir(parents=True, exist_ok=True)  # only once there is something to write into it
     summary = {
         "source": args.source,
         "target": args.target,

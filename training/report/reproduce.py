@@ -28,7 +28,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from pipelines.command_line import run_command
+from adapters.folders import write_folder_atomically
+from pipelines.command_line import check_pretrained, run_command
 from training.report.markdown import write_report
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +104,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.gt_dir = args.gt_dir or str(Path(args.faces_pretrained) / "GT")
     if args.profile == "full" and args.mnistm is None:
         parser.error("--profile full trains on the full data: pass --mnistm (and --usps) paths or Hub ids")
+    # Later stages read these models; a mistyped folder fails now, not after an hour of earlier stages.
+    if args.cfg_train_args is None:
+        check_pretrained(args.cfg_pretrained, "--cfg_pretrained", hub=False)
+    check_pretrained(args.classifier, "--classifier", hub=False)
+    check_pretrained(args.faces_pretrained, "--faces_pretrained")
     return args
 
 
@@ -199,6 +205,7 @@ def ddim_mse_stage(args, out: Path) -> dict:
             "--num_inference_steps", str(args.ddim_steps),
             "--preset", "course",
             "--device", args.device,
+            "--overwrite",  # the predictions of an earlier run are replaced whole
         ]
     )
     scores = face_mse(predictions, args.gt_dir)
@@ -302,9 +309,10 @@ def is_finished(args, stage: Stage) -> bool:
 
 def run_stage(args, stage: Stage) -> dict:
     out = args.output_dir / "figures" / stage.name
-    out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    result = stage.run(args, out)
+    # A stage fills a fresh folder that replaces `out` only when it finishes: figures of a failed or
+    # interrupted run never sit beside those of an earlier one.
+    result = write_folder_atomically(out, lambda staging: stage.run(args, staging))
     record = {
         "title": stage.title,
         "settings": stage.settings(args),
