@@ -7,7 +7,7 @@
         --num_images 100 --train_steps 10 --num_threads 1                                    # a CPU, scaled down
 
 Measured, with the data already on the device and CUDA-synchronised wall clocks:
-  train  images/s of whole optimizer steps (forward, MSE on the noise, backward, AdamW) of training/diffusion_trainer's
+  train  images/s of whole optimizer steps (forward, MSE on the noise, backward, AdamW) of training/diffusion_step.py's
          loss, and the report's training budget (25 epochs x 44,800 images) converted to seconds at that rate.
          --rng host draws noise, t and label dropout on the CPU exactly as training/train_cfg.py does;
          --rng device draws them on the device (no host-to-device copy per step).
@@ -34,7 +34,8 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from adapters import decode_digits, load_digits
 from pipelines.conditional_ddpm.figures import forward_gflop
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
-from training.diffusion_trainer import build_unet, diffusion_loss, micro_step_generator
+from training.diffusion_args import build_unet
+from training.diffusion_step import diffusion_loss, micro_step_generator
 
 REPORT_TRAIN_IMAGES = 25 * 44_800  # the report's budget: 25 epochs of the course's 44,800 training images
 REFERENCE_H200 = {  # REFERENCE.md, one NVIDIA H200, single runs
