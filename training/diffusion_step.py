@@ -99,6 +99,15 @@ def diffusion_loss(
     return F.mse_loss(noise_pred.float(), noise.float())
 
 
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2, drawn by the step's generator on its device.
+
+    Drawn before the loss's draws, so a run with flips is as exactly resumable as one without.
+    """
+    flip = torch.rand(len(images), generator=generator, device=generator.device).to(images.device) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
 def to_model_input(images_u8: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1] on the images' own device (the model's training range)."""
     clean = images_u8.float().div(127.5).sub(1.0)

@@ -52,6 +52,7 @@ from training.diffusion_step import (  # noqa: E402
     configure_device_speed,
     diffusion_loss,
     make_optimizer,
+    random_flip,
     to_model_input,
 )
 
@@ -74,6 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sample_images", type=int, default=16, help="images in the logged sample grids")
     parser.add_argument(
         "--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids"
+    )
+    parser.add_argument(
+        "--random_flip",
+        action="store_true",
+        help="mirror each training image left-right with probability 1/2 (doubles a small face set)",
     )
     parser.set_defaults(
         output_dir=Path("runs/ddpm"),
@@ -249,9 +255,12 @@ def main(args: argparse.Namespace) -> TrainResult:
         micro_step = global_step * args.gradient_accumulation_steps
         for _ in range(args.gradient_accumulation_steps):
             index = sampler.indices(micro_step)
+            generator = randomness.for_micro_step(micro_step)
             clean = to_model_input(images[index], args.channels_last)
+            if args.random_flip:
+                clean = random_flip(clean, generator)
             with accelerator.accumulate(unet), accelerator.autocast():
-                loss = diffusion_loss(unet, noise_scheduler, clean, None, randomness.for_micro_step(micro_step))
+                loss = diffusion_loss(unet, noise_scheduler, clean, None, generator)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
