@@ -97,7 +97,7 @@ def choose_fast_settings(rows) -> dict:
 def train_stage(ctx, timing: dict | None) -> dict:
     """(a) from scratch to a model, the fast path, against a wall-time budget that includes data loading."""
     s = ctx.sizes
-    choice = (timing or {}).get("choice", {})
+    choice = {**(timing or {}).get("choice", {}), **s.force_choice}
     steps = s.train_steps
     if choice.get("train_ms_per_step") and not ctx.dry_run:
         # size the cosine schedule to what fits: the timing ran batch s.timing_batch, training runs s.train_batch

@@ -63,6 +63,10 @@ def test_dry_run_runs_every_stage_and_writes_the_summary(tiny_data, tmp_path):
         ("train", "old"), ("train", "new"), ("ddpm", "new"), ("ddim", "new"), ("fast", "new")]
     # (a) a pipeline folder; (b) three samplers, each 10 course-named images scored
     assert (out / "cfg-model" / "model_index.json").is_file() and stages["train"]["steps"] == 3
+    # the dry run forces bf16 and channels_last so that the GPU's likely choices run here first
+    argv = stages["train"]["argv"]
+    assert argv[argv.index("--mixed_precision") + 1] == "bf16" and "--channels_last" in argv
+    assert {r["variant"] for r in stages["sample"]["rows"]} == {"new+bf16+channels_last"}
     assert [r["sampler"] for r in stages["sample"]["rows"]] == ["ddpm", "ddim", "dpm"]
     for row in stages["sample"]["rows"]:
         folder = out / "samples" / f"{row['sampler']}-{row['steps']}"
