@@ -23,7 +23,8 @@ from training import train_cfg
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = ROOT / "hub_cards" / "mnistm-digit-classifier"
 EAGER_TRAIN = ["old", "old+device_data", "old+device_data+device_rng", "old+device_data+device_rng+no_sync",
-               "old+device_data+device_rng+no_sync+ema_foreach", "new", "new+channels_last", "new+bf16",
+               "old+device_data+device_rng+no_sync+ema_foreach",
+               "old+device_data+device_rng+no_sync+ema_foreach+fused", "new", "new+channels_last", "new+bf16",
                "new+bf16+channels_last"]
 EAGER_SAMPLE = ["old", "new", "new+channels_last", "new+bf16", "new+bf16+channels_last"]
 COMPILED = ["new+compile", "new+graphs", "new+bf16+graphs"]

@@ -9,14 +9,15 @@ A variant is a base and modifiers joined by '+': `old`, `new`, `old+device_data`
 | no_sync | the loss is summed on the device (else `loss.item()` every step, a host synchronisation) |
 | ema_foreach | `EMAModel(foreach=True)`: one kernel per EMA update (else one per tensor) |
 | fused | fused AdamW on CUDA (else the default implementation) |
+| tuned | cuDNN autotuning (`cudnn.benchmark`) and TF32 matrix products, as training/diffusion_step.py sets them |
 | channels_last | UNet weights and inputs in NHWC |
 | bf16 | bf16 autocast |
 | compile | `torch.compile` of the UNet (default mode) |
 | graphs | `torch.compile(mode="reduce-overhead")`: CUDA graphs with static shapes |
 
-`old` is the loop of commit 580fec0 (none of the first five), `new` the loop of training/train_cfg.py now
-(all five). Sampling variants use device_rng (the generator handed to the pipeline), channels_last, bf16,
-compile and graphs; `old` sampling is the pipeline called with a CPU generator, as the commands did.
+`old` is the loop of commit 580fec0 (none of the first six), `new` the loop of training/train_cfg.py now
+(all six). Sampling variants use device_rng (the generator handed to the pipeline), tuned, channels_last,
+bf16, compile and graphs; `old` sampling is the pipeline called with a CPU generator, as the commands did.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Settings:
     no_sync: bool = False
     ema_foreach: bool = False
     fused: bool = False
+    tuned: bool = False
     channels_last: bool = False
     bf16: bool = False
     compile: bool = False
@@ -47,7 +49,7 @@ class Settings:
 
 BASES = {
     "old": Settings(),
-    "new": Settings(device_data=True, device_rng=True, no_sync=True, ema_foreach=True, fused=True),
+    "new": Settings(device_data=True, device_rng=True, no_sync=True, ema_foreach=True, fused=True, tuned=True),
 }
 # One measure switched on at a time, in this order: what each one buys on top of the previous ones.
 TRAIN_ABLATION = [
@@ -56,6 +58,7 @@ TRAIN_ABLATION = [
     "old+device_data+device_rng",
     "old+device_data+device_rng+no_sync",
     "old+device_data+device_rng+no_sync+ema_foreach",
+    "old+device_data+device_rng+no_sync+ema_foreach+fused",
     "new",
     "new+channels_last",
     "new+bf16",
@@ -79,6 +82,12 @@ def parse_variant(name: str) -> Settings:
     return replace(BASES[base], **dict.fromkeys(modifiers, True))
 
 
+def apply_backend_flags(settings: Settings) -> None:
+    """Process-wide cuDNN / TF32 switches: set for every variant, so that one variant's never leak into the next."""
+    torch.backends.cudnn.benchmark = settings.tuned
+    torch.backends.cuda.matmul.allow_tf32 = settings.tuned
+
+
 def autocast(settings: Settings, device: torch.device):
     if not settings.bf16:
         return contextlib.nullcontext()
@@ -100,6 +109,7 @@ class TrainLoop:
                  device: torch.device, batch_size: int, learning_rate: float = 1e-3, label_dropout: float = 0.1,
                  seed: int = 0):
         self.settings, self.device = settings, device
+        apply_backend_flags(settings)
         self.unet = copy.deepcopy(unet).to(device).train()
         if settings.channels_last:
             self.unet = self.unet.to(memory_format=torch.channels_last)
@@ -139,6 +149,7 @@ class TrainLoop:
 
 def sampling_unet(unet: UNet2DModel, settings: Settings):
     """The UNet as a variant samples with it (a compiled wrapper, NHWC weights), leaving `unet` as it was."""
+    apply_backend_flags(settings)
     if settings.channels_last:
         unet = copy.deepcopy(unet).to(memory_format=torch.channels_last)
     return maybe_compile(unet.eval(), settings)
