@@ -75,7 +75,7 @@ class Sizes:
     face_unet: tuple = (32, 64, 128)
     face_layers: int = 2
     face_batch: int = 64
-    face_steps: int = 8000
+    face_steps: int = 3000  # the budget stops it earlier if the GPU is slower than about 45 steps/s
     face_budget_s: float = 65.0
     face_ddim_steps: int = 50
     face_extra: tuple = ()

@@ -146,13 +146,12 @@ def sample_and_score(ctx, model_dir: Path, choice: dict) -> dict:
     for sampler, steps in (("ddpm", s.ddpm_steps), ("ddim", s.ddim_steps), (s.fast_sampler, s.fast_steps)):
         run = ConditionalDDPMPipeline(unet, make_scheduler(sampler, pipe.scheduler.config), pipe.config.null_class_id)
         run.set_progress_bar_config(disable=True)
-        for timed in (False, True):  # the first call warms cuDNN and the allocator
-            n = s.images_per_digit if timed else 1
+        for timed in (False, True):  # first 2 steps at the same batch shape: cuDNN autotuning, the allocator
             if device.type == "cuda":
                 torch.cuda.synchronize()
             started = time.perf_counter()
             with autocast(settings, device):
-                output = run(digit=list(range(NUM_DIGITS)), guidance=2.0, num_images_per_digit=n,
+                output = run(digit=list(range(NUM_DIGITS)), guidance=2.0, num_images_per_digit=s.images_per_digit,
                              num_inference_steps=steps if timed else min(2, steps),
                              generator=sampling_generator(settings, device, ctx.seed), output_type="pt")
             if device.type == "cuda":
