@@ -1,18 +1,20 @@
-"""Training throughput and the time to make 1000 digits with the conditional DDPM, on the current device.
+"""Training throughput and the time to make 1000 digits with the conditional DDPM: old and new code side by side.
 
-    python benchmarks/bench_cfg.py --pretrained hub_cards/cfg-mnistm --device cuda           # a GPU, as shipped
+    python benchmarks/bench_cfg.py --pretrained hub_cards/cfg-mnistm --device cuda        # old vs new, a GPU
     python benchmarks/bench_cfg.py --pretrained hub_cards/cfg-mnistm --device cuda \\
-        --batch_size 1024 --rng device --bf16 --compile                                      # the fast settings
-    OMP_NUM_THREADS=1 python benchmarks/bench_cfg.py --pretrained hub_cards/cfg-mnistm --device cpu \\
-        --num_images 100 --train_steps 10 --num_threads 1                                    # a CPU, scaled down
+        --train_variants ablation --sample_variants ablation                            # every measure alone
+    OMP_NUM_THREADS=1 python benchmarks/bench_cfg.py --device cpu --num_images 100 --train_steps 10 --num_threads 1
 
-Measured, with the data already on the device and CUDA-synchronised wall clocks:
-  train  images/s of whole optimizer steps (forward, MSE on the noise, backward, AdamW) of training/diffusion_trainer's
-         loss, and the report's training budget (25 epochs x 44,800 images) converted to seconds at that rate.
-         --rng host draws noise, t and label dropout on the CPU exactly as training/train_cfg.py does;
-         --rng device draws them on the device (no host-to-device copy per step).
+Variants (benchmarks/variants.py): `old` is the loop and sampling of commit 580fec0 (data indexed on the
+host, noise drawn on the CPU, loss.item() every step, per-tensor EMA, default AdamW; sampling with a CPU
+generator), `new` the loop of training/train_cfg.py now; modifiers add bf16, channels_last, compile or
+CUDA graphs. Every variant starts from the same weights in the same process, so the rows compare.
+
+Measured, with CUDA-synchronised wall clocks:
+  train  images/s of whole optimizer steps (forward, MSE on the noise, backward, clipping, AdamW, EMA), and the
+         report's training budget (25 epochs x 44,800 images) converted to seconds at that rate.
   ddpm   seconds to make --num_images digits (0-9 in equal numbers) with all DDPM steps (400) at guidance w.
-  ddim   the same with --ddim_steps (50) DDIM steps.
+  ddim   the same with --ddim_steps (50) DDIM steps;  fast: --fast_sampler with --fast_steps.
 When --num_images < 1000 the time for 1000 is extrapolated linearly and marked "extrapolated": sampling cost
 is linear in the batch on a CPU, not on a GPU, so a GPU should always be run with the full 1000.
 Warm-up (and torch.compile) time is reported apart from the timed runs.
@@ -21,27 +23,40 @@ Warm-up (and torch.compile) time is reported apart from the timed runs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDPMScheduler
 
-from adapters import decode_digits, load_digits
-from pipelines.conditional_ddpm.figures import forward_gflop
-from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
-from training.diffusion_trainer import build_unet, diffusion_loss, micro_step_generator
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python benchmarks/bench_cfg.py` from the root
+
+from variants import (  # noqa: E402
+    SAMPLE_ABLATION,
+    TRAIN_ABLATION,
+    TrainLoop,
+    autocast,
+    parse_variant,
+    sampling_generator,
+    sampling_unet,
+)
+
+from adapters import decode_digits, load_digits  # noqa: E402
+from pipelines.conditional_ddpm.figures import forward_gflop  # noqa: E402
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
+from pipelines.conditional_ddpm.schedulers import make_scheduler  # noqa: E402
+from training.diffusion_args import build_unet  # noqa: E402
 
 REPORT_TRAIN_IMAGES = 25 * 44_800  # the report's budget: 25 epochs of the course's 44,800 training images
 REFERENCE_H200 = {  # REFERENCE.md, one NVIDIA H200, single runs
     "train": "report's ContextUnet: 4,233 img/s, 262 s for the budget; UNet2DModel (64,128,256): 5,374 img/s; "
              "goal: the shipped quality in <= 60 s",
     "ddpm": "report's ContextUnet: 56 s; UNet2DModel (64,128,256) bf16 eager: 43 s; goal: <= 8 s",
-    "ddim": "(not measured in REFERENCE.md)",
+    "ddim": "(not measured in REFERENCE.md); goal: <= 1.5 s",
+    "fast": "(not measured in REFERENCE.md)",
 }
 
 
@@ -55,23 +70,34 @@ def parse_args(argv=None):
     parser.add_argument("--num_train_timesteps", type=int, default=400)
     parser.add_argument("--train_data", default=None, help="MNIST-M source (adapters.load_digits); default: embedded")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--measure", nargs="+", default=["train", "ddpm", "ddim"], choices=["train", "ddpm", "ddim"])
+    parser.add_argument("--measure", nargs="+", default=["train", "ddpm", "ddim"],
+                        choices=["train", "ddpm", "ddim", "fast"])
+    parser.add_argument("--train_variants", nargs="+", default=["old", "new"],
+                        help="variants of benchmarks/variants.py, or 'ablation' for every measure alone")
+    parser.add_argument("--sample_variants", nargs="+", default=["old", "new"],
+                        help="variants of benchmarks/variants.py, or 'ablation'")
+    parser.add_argument("--fast_sampler", default="dpm", help="the 'fast' measure's scheduler (schedulers.py)")
+    parser.add_argument("--fast_steps", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=256, help="training batch (the report's 256)")
     parser.add_argument("--train_steps", type=int, default=50, help="timed optimizer steps")
     parser.add_argument("--warmup_steps", type=int, default=3, help="untimed steps first (compilation, caches)")
-    parser.add_argument("--rng", choices=["host", "device"], default="host")
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--label_dropout", type=float, default=0.1)
     parser.add_argument("--num_images", type=int, default=1000, help="a multiple of 10")
     parser.add_argument("--guidance", type=float, default=2.0, help="w; w > 0 costs 2 UNet forwards per step")
     parser.add_argument("--ddim_steps", type=int, default=50)
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training and sampling")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
-    parser.add_argument("--compile_mode", default=None,
-                        help="torch.compile mode; default 'reduce-overhead' (CUDA graphs) on CUDA, else torch's")
+    parser.add_argument("--ddpm_steps", type=int, default=None,
+                        help="DDPM steps timed (default: all trained steps; each costs the same, so fewer scale)")
     parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default="runs/bench_cfg.json")
     args = parser.parse_args(argv)
+    if args.train_variants == ["ablation"]:
+        args.train_variants = TRAIN_ABLATION
+    if args.sample_variants == ["ablation"]:
+        args.sample_variants = SAMPLE_ABLATION
+    for name in [*args.train_variants, *args.sample_variants]:
+        parse_variant(name)  # a typo fails here, before any work
     if args.num_images < NUM_DIGITS or args.num_images % NUM_DIGITS:
         raise ValueError(f"--num_images must be a positive multiple of {NUM_DIGITS}, got {args.num_images}")
     if min(args.batch_size, args.train_steps) < 1 or args.warmup_steps < 0:
@@ -118,83 +144,47 @@ def load_model(args, device: torch.device):
     return unet.to(device), DDPMScheduler(num_train_timesteps=args.num_train_timesteps), NUM_DIGITS
 
 
-def maybe_compile(unet, args, device: torch.device):
-    if not args.compile:
-        return unet
-    mode = args.compile_mode or ("reduce-overhead" if device.type == "cuda" else None)
-    return torch.compile(unet, mode=mode)
-
-
-def autocast(args, device: torch.device):
-    if not args.bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def device_side_loss(unet, noise_scheduler, clean, labels, generator, label_dropout, null_class_id):
-    """diffusion_loss with every random draw made on the device: no host-to-device copy per step."""
-    batch = clean.shape[0]
-    noise = torch.randn(clean.shape, generator=generator, device=clean.device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator,
-                              device=clean.device)
-    dropped = torch.rand(batch, generator=generator, device=clean.device) < label_dropout
-    labels = torch.where(dropped, null_class_id, labels)
-    noise_pred = unet(noise_scheduler.add_noise(clean, noise, timesteps), timesteps, class_labels=labels).sample
-    return F.mse_loss(noise_pred.float(), noise.float())
-
-
-def bench_train(unet, noise_scheduler, null_class_id, images, labels, args, device) -> dict:
-    """Images per second of whole optimizer steps; the data live on the device, as uint8."""
-    model = maybe_compile(unet.train(), args, device)
-    optimizer = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-    device_generator = torch.Generator(device).manual_seed(args.seed)
-    index_generator = torch.Generator(device).manual_seed(args.seed + 1)
-
-    def step(i):
-        index = torch.randint(0, len(images), (args.batch_size,), generator=index_generator, device=device)
-        clean = images[index].float().div(127.5).sub(1.0)
-        with autocast(args, device):
-            if args.rng == "host":
-                loss = diffusion_loss(model, noise_scheduler, clean, labels[index],
-                                      micro_step_generator(args.seed, 0, i), args.label_dropout, null_class_id)
-            else:
-                loss = device_side_loss(model, noise_scheduler, clean, labels[index], device_generator,
-                                        args.label_dropout, null_class_id)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+def bench_train(unet, noise_scheduler, null_class_id, images, labels, variant: str, args, device) -> dict:
+    """Images per second of whole optimizer steps of one variant; every variant starts from `unet`'s weights."""
+    loop = TrainLoop(unet, noise_scheduler, null_class_id, images, labels, parse_variant(variant), device,
+                     args.batch_size, args.learning_rate, args.label_dropout, args.seed)
     with Stopwatch(device) as warmup:
         for i in range(args.warmup_steps):
-            step(i)
+            loop.step(i)
     with Stopwatch(device) as timed:
         for i in range(args.warmup_steps, args.warmup_steps + args.train_steps):
-            step(i)
+            loop.step(i)
     images_per_s = args.train_steps * args.batch_size / timed.seconds
-    return {"measure": "train", "setting": f"batch {args.batch_size}, {args.train_steps} timed steps, rng {args.rng}",
+    return {"measure": "train", "variant": variant,
+            "setting": f"batch {args.batch_size}, {args.train_steps} timed steps",
             "warmup_s": warmup.seconds, "timed_s": timed.seconds, "images_per_s": images_per_s,
+            "ms_per_step": 1000 * timed.seconds / args.train_steps,
+            "mean_loss": loop.mean_loss(args.warmup_steps + args.train_steps),
             "report_budget_s": REPORT_TRAIN_IMAGES / images_per_s}
 
 
-def bench_sampling(unet, scheduler, null_class_id, steps: int, name: str, args, device) -> dict:
-    pipe = ConditionalDDPMPipeline(unet.eval(), scheduler, null_class_id).to(device)
-    pipe.unet = maybe_compile(pipe.unet, args, device)
+def bench_sampling(unet, scheduler_config, null_class_id, sampler: str, steps: int, name: str, variant: str, args,
+                   device) -> dict:
+    settings = parse_variant(variant)
+    pipe = ConditionalDDPMPipeline(unet.eval(), make_scheduler(sampler, scheduler_config), null_class_id).to(device)
+    pipe.unet = sampling_unet(pipe.unet, settings)
     pipe.set_progress_bar_config(disable=True)
     per_digit = args.num_images // NUM_DIGITS
 
     def run(num_inference_steps):
-        with autocast(args, device):
-            pipe(digit=list(range(NUM_DIGITS)), guidance=args.guidance, num_images_per_digit=per_digit,
-                 num_inference_steps=num_inference_steps, generator=torch.Generator().manual_seed(args.seed),
-                 output_type="pt")
+        with autocast(settings, device):
+            return pipe(digit=list(range(NUM_DIGITS)), guidance=args.guidance, num_images_per_digit=per_digit,
+                        num_inference_steps=num_inference_steps,
+                        generator=sampling_generator(settings, device, args.seed), output_type="pt").images
 
     with Stopwatch(device) as warmup:
-        run(2)  # same batch shape: compiles / captures graphs and warms caches, then the timed run
+        run(min(2, steps))  # same batch shape: compiles / captures graphs and warms caches, then the timed run
     with Stopwatch(device) as timed:
-        run(steps)
-    result = {"measure": name, "setting": f"{steps} steps, w = {args.guidance:g}, {args.num_images} images",
+        images = run(steps)
+    result = {"measure": name, "variant": variant,
+              "setting": f"{sampler} {steps} steps, w = {args.guidance:g}, {args.num_images} images",
               "warmup_s": warmup.seconds, "timed_s": timed.seconds, "seconds_for_1000": timed.seconds,
-              "extrapolated": args.num_images != 1000}
+              "extrapolated": args.num_images != 1000, "finite": bool(torch.isfinite(images).all())}
     if result["extrapolated"]:
         result["seconds_for_1000"] = timed.seconds * 1000 / args.num_images
     return result
@@ -202,19 +192,31 @@ def bench_sampling(unet, scheduler, null_class_id, steps: int, name: str, args, 
 
 def format_table(report: dict) -> str:
     lines = [f"device: {report['device']}; UNet {report['params'] / 1e6:.3f}M parameters, "
-             f"{report['gflop_per_image']:.3f} GFLOP per forward; precision {report['precision']}; "
-             f"compile {report['compile']}",
+             f"{report['gflop_per_image']:.3f} GFLOP per forward",
              "",
-             "| measure | setting | warm-up (s) | timed (s) | result | H200 reference (REFERENCE.md) |",
-             "|---|---|---|---|---|---|"]
+             "| measure | variant | setting | warm-up (s) | timed (s) | result | H200 reference (REFERENCE.md) |",
+             "|---|---|---|---|---|---|---|"]
     for r in report["results"]:
-        if r["measure"] == "train":
-            result = f"{r['images_per_s']:,.0f} img/s; report budget {r['report_budget_s']:,.0f} s"
+        if "error" in r:
+            result = f"failed: {r['error']}"
+        elif r["measure"] == "train":
+            result = (f"{r['images_per_s']:,.0f} img/s, {r['ms_per_step']:.1f} ms/step; "
+                      f"report budget {r['report_budget_s']:,.0f} s")
         else:
             result = f"1000 images: {r['seconds_for_1000']:,.1f} s" + (" (extrapolated)" if r["extrapolated"] else "")
-        lines.append(f"| {r['measure']} | {r['setting']} | {r['warmup_s']:.1f} | {r['timed_s']:.1f} | {result} | "
+        timing = f"{r['warmup_s']:.1f} | {r['timed_s']:.2f}" if "error" not in r else "- | -"
+        lines.append(f"| {r['measure']} | {r['variant']} | {r['setting']} | {timing} | {result} | "
                      f"{REFERENCE_H200[r['measure']]} |")
     return "\n".join(lines)
+
+
+def guarded(measure: str, variant: str, run) -> dict:
+    """One benchmark row; a variant that fails (say torch.compile on a machine without a compiler) becomes a row
+    that says so, and the other rows are still measured."""
+    try:
+        return run()
+    except Exception as error:  # noqa: BLE001 - reported in the table, not hidden
+        return {"measure": measure, "variant": variant, "setting": "", "error": f"{type(error).__name__}: {error}"}
 
 
 def main(args) -> dict:
@@ -224,25 +226,30 @@ def main(args) -> dict:
     unet, scheduler, null_class_id = load_model(args, device)
     report = {"device": device_name(device), "torch": torch.__version__, "pretrained": args.pretrained,
               "params": sum(p.numel() for p in unet.parameters()), "gflop_per_image": forward_gflop(unet),
-              "precision": "bf16 autocast" if args.bf16 else "fp32", "compile": args.compile, "results": []}
+              "results": []}
+    output = Path(args.output_json)
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    def add(row: dict) -> None:
+        # written after every row: a run stopped at a deadline (gpu_suite.py) keeps the rows it finished
+        report["results"].append(row)
+        output.write_text(json.dumps(report, indent=2))
     if "train" in args.measure:
         images, labels = decode_digits(load_digits("mnistm", args.train_data, "train"), image_size=28)
-        # A copy: the timed optimizer steps must not change the weights that the sampling runs use.
-        train_unet = type(unet).from_config(unet.config).to(device)
-        train_unet.load_state_dict(unet.state_dict())
         report["train_images"] = len(labels)
-        report["results"].append(bench_train(train_unet, DDPMScheduler.from_config(scheduler.config), null_class_id,
-                                             images.to(device), labels.to(device), args, device))
-        del train_unet
-    if "ddpm" in args.measure:
-        ddpm = DDPMScheduler.from_config(scheduler.config)
-        report["results"].append(bench_sampling(unet, ddpm, null_class_id, ddpm.config.num_train_timesteps, "ddpm",
-                                                args, device))
-    if "ddim" in args.measure:
-        report["results"].append(bench_sampling(unet, DDIMScheduler.from_config(scheduler.config), null_class_id,
-                                                args.ddim_steps, "ddim", args, device))
-    Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output_json).write_text(json.dumps(report, indent=2))
+        train_scheduler = DDPMScheduler.from_config(scheduler.config)
+        for variant in args.train_variants:
+            add(guarded("train", variant, lambda v=variant: bench_train(
+                unet, train_scheduler, null_class_id, images, labels, v, args, device)))
+    samplers = {"ddpm": ("ddpm", args.ddpm_steps or scheduler.config.num_train_timesteps),
+                "ddim": ("ddim", args.ddim_steps), "fast": (args.fast_sampler, args.fast_steps)}
+    for measure, (sampler, steps) in samplers.items():
+        if measure not in args.measure:
+            continue
+        for variant in args.sample_variants:
+            add(guarded(measure, variant, lambda m=measure, s=sampler, n=steps, v=variant:
+                        bench_sampling(unet, scheduler.config, null_class_id, s, n, m, v, args, device)))
+    output.write_text(json.dumps(report, indent=2))
     print(format_table(report))
     return report
 

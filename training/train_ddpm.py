@@ -13,28 +13,47 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
+import time
 from pathlib import Path
 
 import datasets
 import numpy as np
 import torch
-from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline
+from accelerate import Accelerator
+from accelerate.utils import ProjectConfiguration, TorchDynamoPlugin, set_seed
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, UNet2DModel
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from diffusers.utils import make_image_grid
 from PIL import Image
+from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch training/...` from the root
 
-from training.diffusion_trainer import (  # noqa: E402
+from training.diffusion_args import (  # noqa: E402
     add_training_args,
     build_noise_scheduler,
     build_unet,
     check_training_args,
-    make_grid,
-    publish_folder,
+)
+from training.diffusion_checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint  # noqa: E402
+from training.diffusion_export import (  # noqa: E402
+    TrainResult,
+    publish,
     push_folder_to_hub,
-    train_diffusion,
+    training_args_json,
     write_model_card,
+)
+from training.diffusion_samples import log_sample_grid, out_of_time  # noqa: E402
+from training.diffusion_step import (  # noqa: E402
+    EpochSampler,
+    StepRandomness,
+    configure_device_speed,
+    diffusion_loss,
+    make_optimizer,
+    random_flip,
+    to_model_input,
 )
 
 EMBEDDED_DIGITS = Path(__file__).resolve().parents[1] / "hub_cards" / "mnistm-mini" / "data"
@@ -56,6 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sample_images", type=int, default=16, help="images in the logged sample grids")
     parser.add_argument(
         "--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids"
+    )
+    parser.add_argument(
+        "--random_flip",
+        action="store_true",
+        help="mirror each training image left-right with probability 1/2 (doubles a small face set)",
     )
     parser.set_defaults(
         output_dir=Path("runs/ddpm"),
@@ -114,7 +138,11 @@ def sample_grid_fn(noise_scheduler, args):
             generator=torch.Generator().manual_seed(args.seed),
         ).images
         unet.train(was_training)
-        return make_grid(images, columns=int(np.ceil(np.sqrt(args.sample_images))))
+        columns = int(np.ceil(np.sqrt(args.sample_images)))
+        rows = int(np.ceil(args.sample_images / columns))
+        # make_image_grid wants a full grid: pad the last row with black tiles
+        images += [Image.new(images[0].mode, images[0].size)] * (rows * columns - len(images))
+        return make_image_grid(images, rows=rows, cols=columns)
 
     return sample_grid
 
@@ -153,28 +181,149 @@ subfolder="unet")` and `DDIMScheduler.from_pretrained(folder, subfolder="schedul
     return front_matter, body
 
 
-def main(args: argparse.Namespace) -> None:
-    images = load_training_images(args.train_data, args.resolution, args.channels)
+def main(args: argparse.Namespace) -> TrainResult:
+    start = time.perf_counter()  # the wall-time budget counts data loading too
+    output_dir = args.output_dir
+    # Without CUDA, cpu=True makes `accelerate launch --multi_gpu` / torchrun processes join one gloo group.
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_config=ProjectConfiguration(project_dir=str(output_dir), logging_dir=str(output_dir / "logs")),
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor" if args.compile else "no", mode=args.compile_mode),
+    )
+    configure_device_speed()
+    set_seed(args.seed)
+    device = accelerator.device
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        accelerator.init_trackers("train", config={k: str(v) for k, v in vars(args).items()})
+
+    # 1. data: decoded once, kept on the training device as uint8; a batch is an index into it
+    images = load_training_images(args.train_data, args.resolution, args.channels).to(device)
+
+    # 2. model, EMA (the sampling weights; warm-up so the random init fades fast), optimizer, schedule
     torch.manual_seed(args.seed)
     unet = build_unet(args, channels=args.channels)
+    if args.channels_last:
+        unet = unet.to(memory_format=torch.channels_last)
     noise_scheduler = build_noise_scheduler(args)
-    sample_grid = sample_grid_fn(noise_scheduler, args)
-    accelerator, result = train_diffusion(args, unet, noise_scheduler, images, None, sample_grid)
-    if not accelerator.is_main_process:
-        return
-
-    staging = args.output_dir / ".export"
-    DDPMPipeline(result.unet.eval(), noise_scheduler).save_pretrained(staging, safe_serialization=True)
-    sample_grid(result.unet).save(staging / "samples.png")
-    (staging / "training_args.json").write_text(
-        json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2) + "\n"
+    ema = EMAModel(
+        unet.parameters(),
+        decay=args.ema_max_decay,
+        use_ema_warmup=True,
+        power=args.ema_power,
+        foreach=True,  # one kernel per update instead of one per tensor
+        model_cls=UNet2DModel,
+        model_config=unet.config,
     )
-    num_params = sum(p.numel() for p in result.unet.parameters())
-    write_model_card(staging / "README.md", *model_card(args, result, len(images), num_params))
-    publish_folder(staging, args.output_dir)
-    accelerator.print(f"saved the pipeline to {args.output_dir}")
+    optimizer = make_optimizer(unet.parameters(), args, device)
+    # accelerate steps a prepared scheduler once per process per optimizer step, hence the scaling.
+    lr_scheduler = get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=args.max_train_steps * accelerator.num_processes,
+    )
+    unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    ema.to(device)
+    register_ema_hooks(accelerator, ema)
+
+    # 3. resume: the step comes from the checkpoint-N name; the randomness of every later step from it
+    global_step = 0
+    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
+    if checkpoint is not None:
+        global_step, path = checkpoint
+        accelerator.load_state(str(path))
+        accelerator.print(f"resumed from {path} at step {global_step}")
+
+    sampler = EpochSampler(
+        len(images), args.train_batch_size, accelerator.num_processes, accelerator.process_index, args.seed, device
+    )
+    randomness = StepRandomness(args.seed, accelerator.process_index, device)
+    sample_grid = sample_grid_fn(noise_scheduler, args)
+    progress = tqdm(
+        range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
+    )
+
+    # 4. the loop. Nothing in it reads a value back from the device except at logging steps.
+    loss_sum, loss_count, last_loss, loss_history = torch.zeros((), device=device), 0, float("nan"), []
+    stopped_by_time = False
+    unet.train()
+    while global_step < args.max_train_steps:
+        micro_step = global_step * args.gradient_accumulation_steps
+        for _ in range(args.gradient_accumulation_steps):
+            index = sampler.indices(micro_step)
+            generator = randomness.for_micro_step(micro_step)
+            clean = to_model_input(images[index], args.channels_last)
+            if args.random_flip:
+                clean = random_flip(clean, generator)
+            with accelerator.accumulate(unet), accelerator.autocast():
+                loss = diffusion_loss(unet, noise_scheduler, clean, None, generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(unet.parameters(), args.max_grad_norm)
+                optimizer.step()
+                lr_scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            loss_sum += loss.detach().float()
+            loss_count += 1
+            micro_step += 1
+
+        ema.step(unet.parameters())
+        global_step += 1
+        progress.update(1)
+        if global_step % args.logging_steps == 0 or global_step == args.max_train_steps:
+            stopped_by_time = out_of_time(accelerator, start, args.max_train_seconds)
+            last_loss = accelerator.reduce(loss_sum / loss_count, reduction="mean").item()
+            loss_sum, loss_count = torch.zeros((), device=device), 0
+            loss_history.append((global_step, last_loss))
+            progress.set_postfix(loss=f"{last_loss:.4f}")
+            logs = {"loss": last_loss, "lr": lr_scheduler.get_last_lr()[0], "ema_decay": ema.cur_decay_value}
+            accelerator.log(logs, step=global_step)
+        if global_step % args.checkpointing_steps == 0:
+            save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+        if global_step % args.save_images_steps == 0:
+            log_sample_grid(accelerator, unet, ema, sample_grid, output_dir, global_step)
+        if stopped_by_time:
+            accelerator.print(f"--max_train_seconds {args.max_train_seconds} reached at step {global_step}")
+            break
+    progress.close()
+
+    # 5. export the EMA weights as a DDPMPipeline folder, written atomically
+    model = accelerator.unwrap_model(unet, keep_torch_compile=False)
+    ema.copy_to(model.parameters())
+    model = model.to(memory_format=torch.contiguous_format)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    per_step = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    result = TrainResult(
+        unet=model,
+        final_loss=last_loss,
+        loss_history=loss_history,
+        global_step=global_step,
+        images_seen=global_step * per_step,
+        seconds=time.perf_counter() - start,
+        num_processes=accelerator.num_processes,
+        stopped_by_time=stopped_by_time,
+    )
+    if not accelerator.is_main_process:
+        return result
+    result.save_summary(output_dir)
+
+    def write_export(staging: Path) -> None:
+        DDPMPipeline(model.eval(), noise_scheduler).save_pretrained(staging, safe_serialization=True)
+        sample_grid(model).save(staging / "samples.png")
+        (staging / "training_args.json").write_text(training_args_json(args))
+        num_params = sum(p.numel() for p in model.parameters())
+        write_model_card(staging / "README.md", *model_card(args, result, len(images), num_params))
+
+    publish(output_dir, write_export)
+    accelerator.print(f"saved the pipeline to {output_dir}")
     if args.push_to_hub:
-        accelerator.print(f"pushed: {push_folder_to_hub(args.output_dir, args.hub_model_id)}")
+        accelerator.print(f"pushed: {push_folder_to_hub(output_dir, args.hub_model_id)}")
+    return result
 
 
 if __name__ == "__main__":

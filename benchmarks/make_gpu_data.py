@@ -1,0 +1,96 @@
+"""Build the data folder that benchmarks/gpu_suite.py carries to a GPU machine, small enough to travel.
+
+    python benchmarks/make_gpu_data.py --source ../shared/data --output_dir gpu-data      # about 18 MB
+    python benchmarks/make_gpu_data.py --output_dir gpu-data --mnistm_train 30000 --max_mb 60
+
+Writes a folder laid out like ../shared/data (one HF parquet folder per dataset, split by file name):
+  mnistm/     the first --mnistm_train training and --mnistm_validation validation images, resized once
+              to 28x28 with PIL bilinear, exactly as adapters.decode_digits resizes them (which then leaves
+              them untouched), so training sees the same pixels as from the full folder. 28x28 PNGs take
+              about 1.6 KB an image against 2.0 KB at 32x32.
+  usps/       all of it (1.7 MB) unless --usps_train / --usps_validation say otherwise
+  lfw_faces/  the 100 faces, copied
+The default sizes keep the folder near 18 MB: the device tool carries at most 64 MiB in all, and this
+repository's tracked files take about 38 MB of that, the wheels about 6 MB. Fails if the folder exceeds --max_mb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adapters.digit_sources import from_arrays  # noqa: E402
+from adapters.digits import _to_rgb_array, open_image  # noqa: E402
+
+DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="a folder laid out like ../shared/data")
+    parser.add_argument("--output_dir", type=Path, required=True)
+    parser.add_argument("--mnistm_train", type=int, default=9000)
+    parser.add_argument("--mnistm_validation", type=int, default=1000)
+    parser.add_argument("--usps_train", type=int, default=None, help="default: all")
+    parser.add_argument("--usps_validation", type=int, default=None, help="default: all")
+    parser.add_argument("--max_mb", type=float, default=20.0, help="fail if the folder is larger (MB = 10^6 bytes)")
+    return parser.parse_args(argv)
+
+
+def first_rows(path: Path, count: int | None) -> tuple[list, np.ndarray]:
+    """The first `count` rows (all when None) of a parquet file of the shared layout: image values, labels."""
+    table = pq.read_table(path)
+    if count is not None:
+        if count > table.num_rows:
+            raise ValueError(f"{path} holds {table.num_rows} rows, fewer than the {count} asked for")
+        table = table.slice(0, count)
+    return table.column("image").to_pylist(), np.asarray(table.column("label").to_pylist())
+
+
+def write_digits(source: Path, target: Path, split: str, count: int | None, resize_to: int | None) -> int:
+    values, labels = first_rows(source / f"{split}.parquet", count)
+    images = [open_image(value, i) for i, value in enumerate(values)]
+    if resize_to is not None:
+        arrays = np.stack([_to_rgb_array(image, resize_to) for image in images])
+    else:
+        arrays = np.stack([np.asarray(image) for image in images])
+    target.mkdir(parents=True, exist_ok=True)
+    from_arrays(arrays, labels.tolist(), f"{source.name} [{split}]").to_parquet(str(target / f"{split}.parquet"))
+    return len(labels)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main(args) -> dict:
+    for name in ("mnistm", "usps", "lfw_faces"):
+        if not (args.source / name).is_dir():
+            raise FileNotFoundError(f"{args.source / name} does not exist: lay --source out like ../shared/data")
+    out = args.output_dir
+    counts = {
+        "mnistm/train": write_digits(args.source / "mnistm", out / "mnistm", "train", args.mnistm_train, 28),
+        "mnistm/validation": write_digits(
+            args.source / "mnistm", out / "mnistm", "validation", args.mnistm_validation, 28
+        ),
+        "usps/train": write_digits(args.source / "usps", out / "usps", "train", args.usps_train, None),
+        "usps/validation": write_digits(args.source / "usps", out / "usps", "validation", args.usps_validation, None),
+    }
+    shutil.copytree(args.source / "lfw_faces", out / "lfw_faces", dirs_exist_ok=True)
+    size = folder_bytes(out)
+    summary = {"counts": counts, "megabytes": size / 1e6}
+    print(f"{out}: {size / 1e6:.1f} MB; " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if size / 1e6 > args.max_mb:
+        raise ValueError(f"{out} is {size / 1e6:.1f} MB, over --max_mb {args.max_mb}: take fewer images")
+    return summary
+
+
+if __name__ == "__main__":
+    main(parse_args())

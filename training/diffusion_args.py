@@ -1,0 +1,119 @@
+"""Command-line arguments and the model/schedule builders shared by `train_cfg.py` and `train_ddpm.py`.
+
+Each script calls `add_training_args` and then sets the defaults it left as None (resolution, T, UNet
+widths, steps...), so both scripts take the same flags with the same meaning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+from diffusers import DDPMScheduler, UNet2DModel
+
+
+def add_training_args(parser: argparse.ArgumentParser) -> None:
+    """Arguments common to every diffusion training script; each script sets the defaults left as None."""
+    parser.add_argument("--output_dir", type=Path, help="Hub-style folder; checkpoints go inside")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resolution", type=int, help="images are resized to this square size")
+    parser.add_argument("--num_train_timesteps", type=int, help="T of the DDPM schedule")
+    parser.add_argument("--beta_start", type=float, default=1e-4)
+    parser.add_argument("--beta_end", type=float, default=0.02)
+    parser.add_argument("--block_out_channels", type=int, nargs="+")
+    parser.add_argument("--layers_per_block", type=int, default=1)
+    parser.add_argument("--norm_num_groups", type=int, default=8)
+    parser.add_argument("--train_batch_size", type=int, default=64, help="per process, per micro-step")
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--max_train_steps", type=int, help="optimizer steps")
+    parser.add_argument(
+        "--max_train_seconds",
+        type=float,
+        default=None,
+        help="stop early once this much wall time (data loading included) has passed; the learning-rate "
+        "schedule still spans --max_train_steps. Breaks bit-exact reproducibility (the stop depends on speed)",
+    )
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--lr_scheduler", default="cosine", help="any diffusers.optimization schedule name")
+    parser.add_argument("--lr_warmup_steps", type=int, default=200)
+    parser.add_argument("--adam_weight_decay", type=float, default=0.0)
+    parser.add_argument("--max_grad_norm", type=float, default=1.0)
+    parser.add_argument("--ema_max_decay", type=float, default=0.999)
+    parser.add_argument(
+        "--ema_power", type=float, default=3 / 4, help="EMA warm-up: decay = 1 - (1 + step)^-power"
+    )
+    parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
+    # GPU speed switches. Off by default where they change results on the CPU or are not yet measured.
+    parser.add_argument(
+        "--channels_last", action="store_true", help="UNet weights and inputs in NHWC (faster convolutions on GPUs)"
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet (accelerate's dynamo plugin)")
+    parser.add_argument(
+        "--compile_mode",
+        default=None,
+        help="torch.compile mode, e.g. reduce-overhead (CUDA graphs) or max-autotune-no-cudagraphs",
+    )
+    parser.add_argument("--checkpointing_steps", type=int, default=500)
+    parser.add_argument("--checkpoints_total_limit", type=int, default=3)
+    parser.add_argument(
+        "--resume_from_checkpoint", default=None, help="a checkpoint-N folder, or 'latest' in --output_dir"
+    )
+    parser.add_argument("--logging_steps", type=int, default=50, help="the only steps that read the loss back")
+    parser.add_argument("--save_images_steps", type=int, default=1000, help="log a sample grid this often")
+    parser.add_argument(
+        "--report_to",
+        choices=["tensorboard", "none"],
+        default="tensorboard" if importlib.util.find_spec("tensorboard") else "none",
+    )
+    parser.add_argument("--push_to_hub", action="store_true", help="upload the final folder (needs network)")
+    parser.add_argument("--hub_model_id", default=None, help="repo id for --push_to_hub")
+
+
+def check_training_args(args: argparse.Namespace) -> None:
+    positive = [
+        "resolution",
+        "num_train_timesteps",
+        "train_batch_size",
+        "gradient_accumulation_steps",
+        "max_train_steps",
+        "checkpointing_steps",
+        "logging_steps",
+        "save_images_steps",
+    ]
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.max_train_seconds is not None and not args.max_train_seconds > 0:
+        raise ValueError(f"--max_train_seconds must be > 0, got {args.max_train_seconds}")
+    if any(c % args.norm_num_groups for c in args.block_out_channels):
+        raise ValueError(
+            f"--block_out_channels {args.block_out_channels} must be multiples of --norm_num_groups"
+        )
+    if args.push_to_hub and not args.hub_model_id:
+        raise ValueError("--push_to_hub needs --hub_model_id (e.g. user/cfg-mnistm)")
+
+
+def build_unet(args: argparse.Namespace, channels: int, num_class_embeds: int | None = None) -> UNet2DModel:
+    """A UNet2DModel with self-attention only at the lowest resolution and mid block, where it is cheap."""
+    levels = len(args.block_out_channels)
+    return UNet2DModel(
+        sample_size=args.resolution,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=tuple(args.block_out_channels),
+        layers_per_block=args.layers_per_block,
+        norm_num_groups=args.norm_num_groups,
+        down_block_types=("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",),
+        up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+        num_class_embeds=num_class_embeds,
+    )
+
+
+def build_noise_scheduler(args: argparse.Namespace) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=args.num_train_timesteps,
+        beta_schedule="linear",
+        beta_start=args.beta_start,
+        beta_end=args.beta_end,
+    )
