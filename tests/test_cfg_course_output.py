@@ -65,4 +65,4 @@ def test_user_error_is_one_line_and_exit_status_2(tmp_path):
                           timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: --pretrained") and "not a pipeline folder" in done.stderr
+    assert done.stderr.startswith("error: --pretrained") and "does not exist" in done.stderr
