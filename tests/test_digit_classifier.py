@@ -38,7 +38,7 @@ def test_save_load_round_trip(tmp_path):
     images = torch.rand(3, 3, 28, 28) * 2 - 1
     model.save_pretrained(tmp_path / "clf")
     loaded = DigitClassifier.from_pretrained(tmp_path / "clf").eval()
-    assert (tmp_path / "clf" / "diffusion_pytorch_model.safetensors").exists()
+    assert (tmp_path / "clf" / "model.safetensors").exists()
     assert loaded.config.block_channels == [4, 8] and loaded.config.num_classes == 10
     torch.testing.assert_close(loaded(images), model(images))
 
