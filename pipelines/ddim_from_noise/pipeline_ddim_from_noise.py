@@ -23,16 +23,26 @@ Two presets fix the conventions that differ between implementations (T = 1000 li
 - ``diffusers``: diffusers' defaults for DDPM checkpoints: timesteps 981, ..., 1
   (``timestep_spacing="leading"``, ``steps_offset=1``), final alpha-bar = alpha-bar_0, x0 clipped
   to [-1, 1], images mapped by (x + 1) / 2 and clamped.
+
+Sharing. A pipeline built from a preset records it (``preset`` in model_index.json) and rebuilds its scheduler
+from it when loaded, since a scheduler config cannot hold the ``course`` preset's float64 betas. ``save_pretrained``
+also writes this file into the folder and names it in model_index.json as ``[module, class]``, so that with only
+diffusers installed ``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same
+code. Hence this file imports nothing from the project.
 """
 
+import inspect
+import json
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
@@ -110,23 +120,52 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         unet: a ``UNet2DModel`` or any module with the same call signature (see ``ForeignUNetAdapter``).
         scheduler: a ``DDIMScheduler``; ``ddim_scheduler(preset)`` builds the presets' ones.
         image_normalization: ``"minmax"`` or ``"clamp"``, how outputs are mapped to [0, 1].
+        preset: a name of ``PRESETS``, or None. When given, the scheduler is rebuilt as ``ddim_scheduler(preset)``
+            (``scheduler`` may then be the training ``DDPMScheduler``; its T and betas must be the preset's).
     """
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: UNet2DModel, scheduler: DDIMScheduler, image_normalization: str = "minmax"):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        scheduler: SchedulerMixin,
+        image_normalization: str = "minmax",
+        preset: str | None = None,
+    ):
         super().__init__()
+        if preset is not None:
+            _check_same_schedule(scheduler.config, preset)
+            scheduler = ddim_scheduler(preset)
         if not isinstance(scheduler, DDIMScheduler):
             raise ValueError(f"scheduler must be a DDIMScheduler, got {type(scheduler).__name__}")
         normalize_images(torch.zeros(1, 1, 1, 1), image_normalization)  # fail early on a bad name
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(image_normalization=image_normalization)
+        self.register_to_config(image_normalization=image_normalization, preset=preset)
 
     @classmethod
     def from_unet(cls, unet: torch.nn.Module, preset: str = "course") -> "DDIMFromNoisePipeline":
         """Pairs a UNet (or ``ForeignUNetAdapter``) with the scheduler and output mapping of a preset."""
         scheduler = ddim_scheduler(preset)
-        return cls(unet=unet, scheduler=scheduler, image_normalization=PRESETS[preset].image_normalization)
+        return cls(
+            unet=unet, scheduler=scheduler, image_normalization=PRESETS[preset].image_normalization, preset=preset
+        )
+
+    def save_config(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """model_index.json naming this file as ``[module, class]``, and this file beside it.
+
+        ``save_pretrained`` writes the config after the components and before any push, so every saved or pushed
+        folder carries its code.
+        """
+        if kwargs.get("push_to_hub"):
+            raise ValueError("push with save_pretrained(..., push_to_hub=True), which saves this file first")
+        super().save_config(save_directory, **kwargs)
+        source = Path(inspect.getsourcefile(type(self)))  # also right for a copy loaded with trust_remote_code
+        shutil.copyfile(source, Path(save_directory) / source.name)
+        index_file = Path(save_directory) / self.config_name
+        index = json.loads(index_file.read_text())
+        index["_class_name"] = [source.stem, type(self).__name__]
+        index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_pretrained(
@@ -237,6 +276,18 @@ def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
     """uint8 [C, H, W] to a grey (C = 1) or RGB (C = 3) PIL image."""
     array = image.permute(1, 2, 0).numpy()
     return PIL.Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+
+
+def _check_same_schedule(config, preset: str) -> None:
+    """A scheduler may be swapped for a preset's only if it was trained on the same T and betas."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    wanted = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="linear", beta_start=BETA_START,
+                  beta_end=BETA_END)
+    found = {key: config.get(key) for key in wanted}
+    if any(found[k] is None or (not np.isclose(found[k], v) if isinstance(v, float) else found[k] != v)
+           for k, v in wanted.items()):
+        raise ValueError(f"the scheduler's training schedule {found} is not the one of preset {preset!r}: {wanted}")
 
 
 def _check_training_schedule(path: str, hub_kwargs: dict) -> None:
