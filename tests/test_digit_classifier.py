@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
@@ -143,8 +144,10 @@ def test_training_script_trains_saves_card_and_resumes(tmp_path):
     folder = tmp_path / "model"
     results = json.loads((folder / "eval_results.json").read_text())
     assert results["split"] == "validation" and results["total"] == 500
-    card = (folder / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name:") and f"value: {results['accuracy']:.4f}" in card
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-classification"
+    assert card.data.eval_results[0].metric_value == round(results["accuracy"], 4)
+    assert (folder / "modeling_digit_classifier.py").is_file() and (folder / "preprocessor_config.json").is_file()
     assert Image.open(folder / "confusion_matrix.png").size[0] > 100
     assert DigitClassifier.from_pretrained(folder).config.block_channels == [4, 8]
     assert not list(tmp_path.glob(".model-*"))  # the staging folder was swapped in, not left behind
