@@ -44,6 +44,18 @@ def test_save_load_round_trip(tmp_path):
     torch.testing.assert_close(loaded(images), model(images))
 
 
+def test_folders_saved_before_the_transformers_port_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    model = tiny_classifier()
+    config = {"_class_name": "DigitClassifier", "_diffusers_version": "0.42.1", "block_channels": [4, 8],
+              "dropout": 0.0, "image_size": 28, "in_channels": 3, "num_classes": 10}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(model.state_dict(), str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    images = torch.rand(3, 3, 28, 28) * 2 - 1
+    torch.testing.assert_close(DigitClassifier.from_pretrained(tmp_path)(images), model(images))
+
+
 def test_forward_rejects_wrong_channels():
     with pytest.raises(ValueError, match="shape"):
         tiny_classifier()(torch.zeros(2, 1, 28, 28))

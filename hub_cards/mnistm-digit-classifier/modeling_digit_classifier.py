@@ -15,11 +15,14 @@ The model is a transformers `PreTrainedModel`: `save_pretrained` writes `config.
 transformers installed. This file therefore imports nothing from the project (relative imports only).
 """
 
+import json
 from collections.abc import Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
@@ -118,9 +121,17 @@ class DigitClassifier(PreTrainedModel):
         return torch.cat(predictions) if predictions else torch.empty(0, dtype=torch.long)
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        folder = Path(str(pretrained_model_name_or_path))
+        legacy = folder / "diffusion_pytorch_model.safetensors"
+        if legacy.is_file() and not (folder / "model.safetensors").is_file():
+            # a folder written before the port to transformers (diffusers' file names): same fields, same weights
+            fields = json.loads((folder / "config.json").read_text())
+            model = cls(DigitClassifierConfig(**{k: v for k, v in fields.items() if not k.startswith("_")}))
+            model.load_state_dict(load_file(str(legacy)))
+            return model.eval()
         with _without_progress_bars():
-            return super().from_pretrained(*args, **kwargs)
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save (config.json with auto_map, model.safetensors, this code), plus the image
