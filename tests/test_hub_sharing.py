@@ -60,7 +60,8 @@ def test_diffusion_folders_sample_the_same_images_with_only_diffusers(tmp_path):
     snippets = {name: diffusion_usage_snippets(str(HUB_CARDS / name), "ConditionalDDPMPipeline", 1)[1]
                 for name in ("cfg-mnistm", "cfg-mnistm-small")}
     snippets["ddpm-lfw-faces"] = diffusion_usage_snippets(str(faces), "DDIMFromNoisePipeline")[1]
-    code = "import numpy as np, torch\nout = {}\n"
+    # same thread count as this process: float sums then run in the same order, so images match to the bit
+    code = f"import numpy as np, torch\ntorch.set_num_threads({torch.get_num_threads()})\nout = {{}}\n"
     for name, snippet in snippets.items():
         code += snippet.strip().removeprefix("```python").removesuffix("```")
         code += f"\nout[{name!r}] = np.stack([np.asarray(i) for i in images])\n"
