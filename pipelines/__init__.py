@@ -20,6 +20,9 @@ _EXPORTS = {
     "GradientReversal": "pipelines.dann.modeling_dann",
     "dann_lambda": "pipelines.dann.modeling_dann",
     "DigitClassifier": "pipelines.digit_classifier.modeling_digit_classifier",
+    "DigitClassifierForImageClassification": "pipelines.digit_classifier.modeling_digit_classifier",
+    "DigitClassifierConfig": "pipelines.digit_classifier.configuration_digit_classifier",
+    "DigitImageProcessor": "pipelines.digit_classifier.image_processing_digits",
 }
 
 __all__ = sorted(_EXPORTS)

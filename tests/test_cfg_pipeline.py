@@ -132,7 +132,9 @@ def test_other_diffusers_schedulers(pipe, scheduler_class):
 def test_save_load_round_trip(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["_class_name"] == "ConditionalDDPMPipeline" and index["null_class_id"] == 10
+    # the folder carries the pipeline's code, named as [module, class], for trust_remote_code loading
+    assert index["_class_name"] == ["pipeline_conditional_ddpm", "ConditionalDDPMPipeline"]
+    assert index["null_class_id"] == 10 and (tmp_path / "pipeline_conditional_ddpm.py").is_file()
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)

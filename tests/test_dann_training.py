@@ -37,7 +37,8 @@ def test_short_run_learns_and_resumes(tmp_path):
     assert resumed["source_val_accuracy"] > 0.3
 
     card = (tmp_path / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: pytorch") and "metrics:" in card and "datasets:" in card
+    assert card.startswith("---\n") and "library_name: transformers" in card and "metrics:" in card
+    assert "datasets:" in card and (tmp_path / "modeling_dann.py").is_file()  # the folder carries its code
     assert f"{resumed['target_val_accuracy']:.4f}" in card
     model = DANNModel.from_pretrained(tmp_path)
     assert model.config.architecture == "report"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 from PIL import Image
 
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
@@ -38,9 +39,21 @@ def test_save_load_round_trip(tmp_path):
     images = torch.rand(3, 3, 28, 28) * 2 - 1
     model.save_pretrained(tmp_path / "clf")
     loaded = DigitClassifier.from_pretrained(tmp_path / "clf").eval()
-    assert (tmp_path / "clf" / "diffusion_pytorch_model.safetensors").exists()
+    assert (tmp_path / "clf" / "model.safetensors").exists()
     assert loaded.config.block_channels == [4, 8] and loaded.config.num_classes == 10
     torch.testing.assert_close(loaded(images), model(images))
+
+
+def test_folders_saved_before_the_transformers_port_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    model = tiny_classifier()
+    config = {"_class_name": "DigitClassifier", "_diffusers_version": "0.42.1", "block_channels": [4, 8],
+              "dropout": 0.0, "image_size": 28, "in_channels": 3, "num_classes": 10}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(model.state_dict(), str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    images = torch.rand(3, 3, 28, 28) * 2 - 1
+    torch.testing.assert_close(DigitClassifier.from_pretrained(tmp_path)(images), model(images))
 
 
 def test_forward_rejects_wrong_channels():
@@ -156,8 +169,10 @@ def test_training_script_trains_saves_card_and_resumes(tmp_path):
     folder = tmp_path / "model"
     results = json.loads((folder / "eval_results.json").read_text())
     assert results["split"] == "validation" and results["total"] == 500
-    card = (folder / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name:") and f"value: {results['accuracy']:.4f}" in card
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-classification"
+    assert card.data.eval_results[0].metric_value == round(results["accuracy"], 4)
+    assert (folder / "modeling_digit_classifier.py").is_file() and (folder / "preprocessor_config.json").is_file()
     assert Image.open(folder / "confusion_matrix.png").size[0] > 100
     assert DigitClassifier.from_pretrained(folder).config.block_channels == [4, 8]
     assert not list(tmp_path.glob(".model-*"))  # the staging folder was swapped in, not left behind

@@ -34,6 +34,13 @@ from tqdm.auto import tqdm
 
 from adapters import DIGIT_DATASETS, to_model_range
 from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig, DANNModel, dann_lambda
+from pipelines.hub.cards import (
+    accuracy_result,
+    build_card,
+    classifier_card_data,
+    classifier_usage_snippets,
+    usage_section,
+)
 from training.dann_data import load_splits, random_affine, random_invert
 
 logger = get_logger(__name__)
@@ -159,32 +166,17 @@ def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_p
                       f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
                       "own scale is low by design.\n\n")
     rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['target_val_accuracy']:.4f} |" for h in history)
-    return f"""---
-library_name: pytorch
-tags:
-- domain-adaptation
-- dann
-- image-classification
-- digits
-datasets:
-- {args.source}
-- {args.target}
-metrics:
-- accuracy
-model-index:
-- name: dann-{args.source}-{args.target}-{args.mode}
-  results:
-  - task:
-      type: image-classification
-    dataset:
-      name: {args.target} (validation, {final['target_val_note']})
-      type: {args.target}
-    metrics:
-    - type: accuracy
-      value: {final['target_val_accuracy']:.4f}
----
-
-# DANN digit classifier: {args.source} -> {args.target} ({args.mode})
+    data = classifier_card_data(
+        f"dann-{args.source}-{args.target}-{args.mode}", [args.source, args.target],
+        [accuracy_result(args.target, "validation", final["target_val_accuracy"])],
+        tags=["domain-adaptation", "dann", args.source, args.target],
+    )
+    repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DANNModel")
+    use = usage_section(
+        repo_snippet, library_snippet, "transformers",
+        command=f"python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --output_csv pred.csv",
+    )
+    body = f"""# DANN digit classifier: {args.source} -> {args.target} ({args.mode})
 
 `DANNModel` (pipelines/dann/modeling_dann.py), architecture `{config.architecture}`, trained with
 `training/train_dann.py` in `{args.mode}` mode on {num_processes} process(es).
@@ -199,17 +191,10 @@ model-index:
 {scale_note}Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
 `adapters.decode_digits` does; `python -m pipelines.dann` applies the same preprocessing.
 
-```bash
-python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --output_csv pred.csv
-```
+{use}
+## Reproduce
 
-```python
-from pipelines.dann.modeling_dann import DANNModel
-model = DANNModel.from_pretrained("{args.output_dir}")
-labels = model.predict(pixel_values)  # [N, 3, 28, 28] in [-1, 1]
-```
-
-Reproduce (data folders as in the project's shared data):
+Data folders as in the project's shared data:
 
 ```bash
 {training_command(args)}
@@ -227,6 +212,7 @@ Reproduce (data folders as in the project's shared data):
 {json.dumps(settings, indent=2, default=str)}
 ```
 """
+    return str(build_card(data, body))
 
 
 def save_model(model: DANNModel, output_dir: Path, card: str, metrics: dict) -> None:
@@ -236,7 +222,8 @@ def save_model(model: DANNModel, output_dir: Path, card: str, metrics: dict) -> 
         model.save_pretrained(tmp)
         (Path(tmp) / "README.md").write_text(card)
         (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        for name in ("config.json", "model.safetensors", "README.md", "metrics.json"):
+        # everything save_pretrained wrote: weights, config, the model's code and its image processor
+        for name in sorted(p.name for p in Path(tmp).iterdir()):
             os.chmod(Path(tmp) / name, 0o644)
             os.replace(Path(tmp) / name, output_dir / name)
 

@@ -26,11 +26,13 @@ from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, UNet2DModel
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from diffusers.utils import make_image_grid
+from huggingface_hub import EvalResult
 from PIL import Image
 from tqdm.auto import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch training/...` from the root
 
+from pipelines.hub.cards import card_data, diffusion_usage_snippets, usage_section  # noqa: E402
 from training.diffusion_args import (  # noqa: E402
     add_training_args,
     build_noise_scheduler,
@@ -148,20 +150,25 @@ def sample_grid_fn(noise_scheduler, args):
 
 
 def model_card(args, result, num_images: int, num_params: int) -> tuple[dict, str]:
-    front_matter = {
-        "library_name": "diffusers",
-        "pipeline_tag": "unconditional-image-generation",
-        "tags": ["diffusers", "ddpm", "unconditional-image-generation"],
-        "datasets": [str(args.train_data)],
-        "metrics": ["loss"],
-    }
+    """(front matter, body) of the output folder's card, a plain diffusers `DDPMPipeline`."""
+    data_ref = str(args.train_data)
+    hub_dataset = [data_ref] if len(data_ref.split("/")) == 2 and not Path(data_ref).exists() else []
+    loss = EvalResult(task_type="unconditional-image-generation",
+                      dataset_type=hub_dataset[0] if hub_dataset else "local",
+                      dataset_name=f"{data_ref} (training images)", dataset_split="train", metric_type="loss",
+                      metric_name="final training loss (noise MSE)", metric_value=round(float(result.final_loss), 4))
+    data = card_data(library_name="diffusers", pipeline_tag="unconditional-image-generation", datasets=hub_dataset,
+                     model_name=Path(args.output_dir).name, eval_results=[loss], metrics=["loss"],
+                     tags=["diffusers", "ddpm", "unconditional-image-generation"])
+    repo_snippet, library_snippet = diffusion_usage_snippets(str(args.output_dir), "DDPMPipeline")
+    use = usage_section(repo_snippet, library_snippet, "diffusers")
     body = f"""
 # Unconditional DDPM
 
 A `UNet2DModel` ({num_params / 1e6:.2f}M parameters) trained by `training/train_ddpm.py` to predict the
 noise of a {args.num_train_timesteps}-step DDPM schedule (linear betas {args.beta_start} -> {args.beta_end}).
-Load with `DDPMPipeline.from_pretrained("<this folder>")`, or `UNet2DModel.from_pretrained(folder,
-subfolder="unet")` and `DDIMScheduler.from_pretrained(folder, subfolder="scheduler")`.
+The folder is a plain diffusers `DDPMPipeline` (no code of its own); `UNet2DModel.from_pretrained(folder,
+subfolder="unet")` and `DDIMScheduler.from_pretrained(folder, subfolder="scheduler")` load its parts.
 
 | setting | value |
 |---|---|
@@ -174,11 +181,12 @@ subfolder="unet")` and `DDIMScheduler.from_pretrained(folder, subfolder="schedul
 | final training loss (metric) | {result.final_loss:.4f} |
 | training time / processes | {result.seconds / 60:.1f} min / {result.num_processes} |
 
+{use}
 ![samples](samples.png)
 
 `samples.png`: DDIM {args.sample_inference_steps} steps, eta 0, seed {args.seed}.
 """
-    return front_matter, body
+    return data.to_dict(), body
 
 
 def main(args: argparse.Namespace) -> TrainResult:

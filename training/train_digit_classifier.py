@@ -34,6 +34,13 @@ from adapters import decode_digits, load_digits, to_model_range, write_folder_at
 from pipelines.command_line import run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, format_report
+from pipelines.hub.cards import (
+    accuracy_result,
+    build_card,
+    classifier_card_data,
+    classifier_usage_snippets,
+    usage_section,
+)
 from training.dann_data import random_affine
 
 logger = get_logger(__name__)
@@ -130,33 +137,14 @@ def model_card(args, report: dict, num_train: int, num_params: int) -> str:
     command = "python -m training.train_digit_classifier" + (
         f" --data_source {args.data_source}" if args.data_source else ""
     ) + f" --num_epochs {args.num_epochs} --output_dir {args.output_dir}"
-    return f"""---
-library_name: pytorch
-pipeline_tag: image-classification
-tags:
-- image-classification
-- digits
-- mnist-m
-- guided-diffusion-da
-datasets:
-- Mike0307/MNIST-M
-metrics:
-- accuracy
-model-index:
-- name: {Path(args.output_dir).name}
-  results:
-  - task:
-      type: image-classification
-    dataset:
-      name: MNIST-M (validation split, 28x28)
-      type: Mike0307/MNIST-M
-      split: validation
-    metrics:
-    - type: accuracy
-      value: {accuracy:.4f}
----
-
-# {args.dataset} digit classifier
+    data = classifier_card_data(
+        Path(args.output_dir).name, [args.dataset], [accuracy_result(args.dataset, "validation", accuracy)],
+        tags=[args.dataset, "guided-diffusion-da"],
+    )
+    repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DigitClassifier")
+    use = usage_section(repo_snippet, library_snippet, "transformers",
+                        command=f"python -m pipelines.digit_classifier --pretrained {args.output_dir} --images DIR")
+    body = f"""# {args.dataset} digit classifier
 
 A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU layers with channels
 {tuple(args.block_channels)}, global average pooling, a linear head) that recognises digits 0-9 in
@@ -185,23 +173,13 @@ A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU lay
 
 ![confusion matrix](confusion_matrix.png)
 
-## Use
-
-```python
-from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
-model = DigitClassifier.from_pretrained("{args.output_dir}")
-pixel_values = model.images_to_tensor(pil_images)   # any size / mode -> [N, 3, 28, 28] in [-1, 1]
-digits = model.predict(pixel_values)
-```
-
-or score a folder of `{{digit}}_*.png`:
-`python -m pipelines.digit_classifier --pretrained {args.output_dir} --images DIR`.
-
+{use}
 ## Limitations
 
 Trained on MNIST-M only: its accuracy on other digit styles (SVHN, USPS) is not measured here. A generated
 image it labels correctly is a recognisable digit, not necessarily a realistic MNIST-M image.
 """
+    return str(build_card(data, body))
 
 
 def main(args):

@@ -3,6 +3,11 @@
     pipe = ConditionalDDPMPipeline.from_pretrained("hub_cards/cfg-mnistm")
     images = pipe(digit=3, guidance=2.0).images
 
+Sharing. `save_pretrained` also writes this file into the folder and names it in `model_index.json` as
+`["pipeline_conditional_ddpm", "ConditionalDDPMPipeline"]`, so that with only diffusers installed
+`DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)` runs this same code. Hence this
+file imports nothing from the project.
+
 Guidance convention. `guidance` is the report's w:
 
     eps = (1 + w) * eps(x_t, c) - w * eps(x_t, null)
@@ -30,11 +35,16 @@ visited; with fewer inference steps (e.g. DDIM) only `scheduler.timesteps + 1` a
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import numbers
+import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
+import diffusers
 import numpy as np
 import PIL.Image
 import torch
@@ -75,6 +85,54 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             )
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(null_class_id=null_class_id)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> ConditionalDDPMPipeline:
+        """Loads a saved folder or Hub id into this class, without `trust_remote_code`.
+
+        diffusers would import the copy of this file that the folder carries whenever model_index.json names one;
+        the installed class is the same code, so the components are loaded here instead. `unet=` / `scheduler=`
+        replace a component; `torch_dtype` goes to the UNet; `revision`, `cache_dir`, `local_files_only`, `token`
+        and `variant` go to both loaders.
+        """
+        hub_kwargs = {k: kwargs.pop(k) for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        variant = kwargs.pop("variant", None)
+        components = {name: kwargs.pop(name) for name in ("unet", "scheduler") if name in kwargs}
+        if kwargs:
+            raise ValueError(f"unexpected arguments for {cls.__name__}.from_pretrained: {sorted(kwargs)}")
+        index = DiffusionPipeline.load_config(pretrained_model_name_or_path, **hub_kwargs)
+        for name in ("unet", "scheduler"):
+            if name in components:
+                continue
+            library, class_name = index.get(name) or (None, None)
+            component_class = getattr(diffusers, class_name or "", None)
+            if library != "diffusers" or component_class is None:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path}: model_index.json names {name} = {[library, class_name]}; "
+                    "expected a diffusers class"
+                )
+            extra = {"torch_dtype": torch_dtype} if name == "unet" and torch_dtype is not None else {}
+            components[name] = component_class.from_pretrained(
+                pretrained_model_name_or_path, subfolder=name, variant=variant, **hub_kwargs, **extra
+            )
+        return cls(**components, null_class_id=index.get("null_class_id", NUM_DIGITS))
+
+    def save_config(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """model_index.json naming this file as `[module, class]`, and this file beside it.
+
+        `save_pretrained` writes the config after the components and before any push, so every saved or pushed
+        folder carries its code.
+        """
+        if kwargs.get("push_to_hub"):
+            raise ValueError("push with save_pretrained(..., push_to_hub=True), which saves this file first")
+        super().save_config(save_directory, **kwargs)
+        source = Path(inspect.getsourcefile(type(self)))  # also right for a copy loaded with trust_remote_code
+        shutil.copyfile(source, Path(save_directory) / source.name)
+        index_file = Path(save_directory) / self.config_name
+        index = json.loads(index_file.read_text())
+        index["_class_name"] = [source.stem, type(self).__name__]
+        index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     def check_inputs(
         self,

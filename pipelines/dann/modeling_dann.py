@@ -3,8 +3,11 @@
     image --feature_extractor--> f (128-d) --label_predictor-------------------> class logits
                                            \\--GradientReversal(lambda_p)--domain_classifier--> domain logit
 
-`DANNModel.save_pretrained(dir)` writes `config.json` + `model.safetensors`; `from_pretrained(dir)` reads
-them back (huggingface_hub's `PyTorchModelHubMixin`, so Hub ids work too).
+`DANNModel` is a transformers `PreTrainedModel`: `save_pretrained(dir)` writes `config.json` (with `auto_map`),
+`model.safetensors`, this file and its configuration, and the digit image processor; so
+`AutoModelForImageClassification.from_pretrained(dir, trust_remote_code=True)` and
+`transformers.pipeline("image-classification", model=dir, trust_remote_code=True)` need only transformers.
+This file therefore imports nothing from the project except inside a `try` (relative imports are copied along).
 
 Two feature extractors:
 - `architecture="report"`: the course report's network, RGB in [-1, 1] straight in (like-for-like row).
@@ -14,17 +17,41 @@ Two feature extractors:
 """
 
 import math
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from huggingface_hub import PyTorchModelHubMixin
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+from transformers.utils import logging as hf_logging
 
-ARCHITECTURES = ("report", "improved")
-INPUT_NORMALIZATIONS = ("grey", "per_channel")
+from .configuration_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig
+
+try:  # inside the project: the preprocessing is saved beside the weights. A copy loaded with trust_remote_code
+    # runs without the project, and its folder already holds the processor.
+    from pipelines.digit_classifier.image_processing_digits import DigitImageProcessor
+except ImportError:
+    DigitImageProcessor = None
+
+__all__ = ["ARCHITECTURES", "INPUT_NORMALIZATIONS", "DANNConfig", "DANNModel", "DANNOutput", "GradientReversal",
+           "dann_lambda"]
 
 # ITU-R BT.601 luma weights, the same as PIL's convert("L").
 _LUMA = (0.299, 0.587, 0.114)
+
+
+@contextmanager
+def _without_progress_bars():
+    """A one-file model loads and saves in a blink; transformers' per-shard bars would only clutter the
+    commands' stderr, whose errors are one line."""
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def dann_lambda(progress: float, gamma: float = 10.0, max_value: float = 1.0) -> float:
@@ -65,40 +92,6 @@ class GradientReversal(nn.Module):
 
     def forward(self, x: torch.Tensor, coeff: float | None = None) -> torch.Tensor:
         return _GradientReversalFunction.apply(x, self.coeff if coeff is None else float(coeff))
-
-
-@dataclass
-class DANNConfig:
-    """Everything needed to rebuild a `DANNModel`; stored as `config.json` beside the weights."""
-
-    architecture: str = "improved"
-    # improved extractor only: "grey" (luma, then per-image standardisation: colour-free) or "per_channel"
-    # (each RGB channel standardised per image: keeps colour contrast, which MNIST-M digits may need when
-    # digit and background have the same luminance).
-    input_normalization: str = "grey"
-    num_classes: int = 10
-    image_size: int = 28
-    feature_dim: int = 128
-    head_hidden_dims: list[int] = field(default_factory=lambda: [1024, 256])
-    dropout: float = 0.5
-    # lambda_p = lambda_max * (2 / (1 + exp(-lambda_gamma * p)) - 1)
-    lambda_gamma: float = 10.0
-    lambda_max: float = 1.0
-
-    def __post_init__(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
-        if self.input_normalization not in INPUT_NORMALIZATIONS:
-            raise ValueError(f"unknown input_normalization {self.input_normalization!r}; "
-                             f"expected one of {INPUT_NORMALIZATIONS}")
-        if self.image_size != 28:
-            raise ValueError(f"the DANN networks are built for 28x28 inputs, got image_size={self.image_size}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
-        self.head_hidden_dims = list(self.head_hidden_dims)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class GreyStandardize(nn.Module):
@@ -179,35 +172,58 @@ def _mlp_head(in_dim: int, hidden_dims: list[int], out_dim: int) -> nn.Sequentia
 
 
 @dataclass
-class DANNOutput:
-    """logits: [B, num_classes]; features: [B, feature_dim]; domain_logits: [B] (None unless asked)."""
+class DANNOutput(ModelOutput):
+    """logits: [B, num_classes]; features: [B, feature_dim]; domain_logits: [B] (None unless asked).
 
-    logits: torch.Tensor
-    features: torch.Tensor
+    A transformers `ModelOutput`, so `output["logits"]` works too (the image-classification pipeline reads it).
+    """
+
+    logits: torch.Tensor | None = None
+    features: torch.Tensor | None = None
     domain_logits: torch.Tensor | None = None
 
 
-class DANNModel(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="pytorch",
-    tags=["domain-adaptation", "dann", "image-classification", "digits"],
-):
+class DANNModel(PreTrainedModel):
     """Feature extractor + label predictor + domain classifier (through a gradient reversal layer).
 
     Inputs: `pixel_values` [B, 3, 28, 28] RGB in [-1, 1] (what `adapters.to_model_range` returns).
     """
 
-    def __init__(self, config: DANNConfig):
-        super().__init__()
+    config_class = DANNConfig
+    base_model_prefix = "dann"
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: DANNConfig | dict):
         if isinstance(config, dict):
             config = DANNConfig(**config)
-        self.config = config
+        super().__init__(config)
         build = _report_extractor if config.architecture == "report" else _improved_extractor
         self.feature_extractor = build(config)
         self.label_predictor = _mlp_head(config.feature_dim, config.head_hidden_dims, config.num_classes)
         self.gradient_reversal = GradientReversal()
         self.domain_classifier = _mlp_head(config.feature_dim, config.head_hidden_dims, 1)
+        self.post_init()
+
+    def _init_weights(self, module):
+        # PyTorch's own initialisation, the one the shipped model was trained from; transformers calls this
+        # only for weights a checkpoint lacks.
+        if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)):
+            module.reset_parameters()
+        elif isinstance(module, GreyStandardize):
+            module.luma.copy_(torch.tensor(_LUMA).view(1, 3, 1, 1))
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        with _without_progress_bars():
+            return super().from_pretrained(*args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save (config.json with auto_map, model.safetensors, this code), plus the image
+        processor inside the project, so that the folder is complete for `pipeline("image-classification")`."""
+        with _without_progress_bars():
+            super().save_pretrained(save_directory, *args, **kwargs)
+        if DigitImageProcessor is not None:
+            DigitImageProcessor(image_size=self.config.image_size, num_channels=3).save_pretrained(save_directory)
 
     def forward(self, pixel_values: torch.Tensor, grl_coeff: float | None = None) -> DANNOutput:
         """Class logits always; domain logits only when `grl_coeff` (the lambda of the reversal) is given."""
@@ -229,3 +245,8 @@ class DANNModel(
         preds = [self(chunk).logits.argmax(dim=1) for chunk in pixel_values.split(batch_size)]
         self.train(was_training)
         return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+# `save_pretrained` then writes `auto_map` and copies this file and its configuration into the folder.
+DANNConfig.register_for_auto_class()
+DANNModel.register_for_auto_class("AutoModelForImageClassification")

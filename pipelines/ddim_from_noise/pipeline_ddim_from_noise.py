@@ -27,20 +27,31 @@ Two presets fix the conventions that differ between implementations (T = 1000 li
 ``save_pretrained`` stores the scheduler config, the normalisation and whether the betas are float64 (which no
 scheduler config can say); ``from_pretrained`` without a preset restores all three, so a round trip gives
 identical images.
+
+Sharing. ``save_pretrained`` also writes this file into the folder and names it in model_index.json as
+``[module, class]``, so that with only diffusers installed
+``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same code (its
+``__init__`` applies the stored settings). Hence this file imports nothing from the project.
 """
 
+import inspect
+import json
 import numbers
 import os
+import shutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 
-from adapters.digits import to_uint8
-from adapters.faces import MAX_NOISE_MAGNITUDE
+# The same bound as adapters.faces.MAX_NOISE_MAGNITUDE, repeated because this file ships alone to the Hub: a standard
+# normal value beyond 100 sigma never occurs, so larger values are an image or a corrupt tensor (and ~1e19 overflows
+# float32 into black images).
+MAX_NOISE_MAGNITUDE = 100.0
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
@@ -204,6 +215,22 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             float64_betas=stored.get("float64_betas", False),
         )
 
+    def save_config(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """model_index.json naming this file as ``[module, class]``, and this file beside it.
+
+        ``save_pretrained`` writes the config after the components and before any push, so every saved or pushed
+        folder carries its code.
+        """
+        if kwargs.get("push_to_hub"):
+            raise ValueError("push with save_pretrained(..., push_to_hub=True), which saves this file first")
+        super().save_config(save_directory, **kwargs)
+        source = Path(inspect.getsourcefile(type(self)))  # also right for a copy loaded with trust_remote_code
+        shutil.copyfile(source, Path(save_directory) / source.name)
+        index_file = Path(save_directory) / self.config_name
+        index = json.loads(index_file.read_text())
+        index["_class_name"] = [source.stem, type(self).__name__]
+        index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
     def check_inputs(self, noise, eta, num_inference_steps, output_type="pil", generator=None) -> None:
         """Raise a ValueError naming the argument for any input ``__call__`` cannot honour, before any work."""
         tensors = _noise_list(noise)
@@ -288,7 +315,7 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         elif output_type == "np":
             images = image.cpu().permute(0, 2, 3, 1).numpy()
         else:
-            images = [_to_pil(x) for x in to_uint8(image, value_range=(0, 1)).cpu()]
+            images = [_to_pil(x) for x in _unit_to_uint8(image).cpu()]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images,)
@@ -331,7 +358,15 @@ def _stored_pipeline_config(class_name: str, path: str, hub_kwargs: dict) -> dic
         index = DiffusionPipeline.load_config(path, **hub_kwargs)
     except (OSError, ValueError):
         return None  # a bare UNet folder or repo: no model_index.json
-    return dict(index) if index.get("_class_name") == class_name else None
+    stored = index.get("_class_name")
+    stored = stored[-1] if isinstance(stored, list) else stored  # [module, class] when the folder carries its code
+    return dict(index) if stored == class_name else None
+
+
+def _unit_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> uint8 as adapters.digits.to_uint8(value_range=(0, 1)) does; repeated here because this file
+    ships alone to the Hub (see the module docstring)."""
+    return (images * 255 + 0.5).clamp(0, 255).to(torch.uint8)
 
 
 def _to_pil(image: torch.Tensor) -> PIL.Image.Image:

@@ -1,0 +1,312 @@
+"""DDIM sampling (Song et al. 2021) that starts from initial noises the caller gives.
+
+Unlike diffusers' ``DDIMPipeline``, which draws fresh noise, this pipeline denoises exactly the
+tensors it is handed (for example the course's ``00.pt`` .. ``09.pt``), so that two implementations
+can be compared image by image. The update is eq. (12) of the DDIM paper, computed by diffusers'
+``DDIMScheduler``:
+
+    x_{t-1} = sqrt(a_{t-1}) * x0_hat + sqrt(1 - a_{t-1} - sigma_t^2) * eps + sigma_t * z
+    x0_hat  = (x_t - sqrt(1 - a_t) * eps) / sqrt(a_t)
+    sigma_t = eta * sqrt((1 - a_{t-1}) / (1 - a_t)) * sqrt(1 - a_t / a_{t-1})
+
+| code                                  | paper                   |
+|---------------------------------------|-------------------------|
+| ``alphas_cumprod[t]``                 | alpha_t (cumulative)    |
+| ``eps``                               | eps_theta(x_t, t)       |
+| ``eta``                               | eta (0: DDIM, 1: DDPM)  |
+
+Two presets fix the conventions that differ between implementations (T = 1000 linear betas
+1e-4 -> 0.02 in both):
+
+- ``course``: betas in float64, timesteps 980, 960, ..., 0, final alpha-bar 1, x0 not clipped,
+  every image min-max normalised to [0, 1] (``torchvision.utils.save_image(normalize=True)``).
+- ``diffusers``: diffusers' defaults for DDPM checkpoints: timesteps 981, ..., 1
+  (``timestep_spacing="leading"``, ``steps_offset=1``), final alpha-bar = alpha-bar_0, x0 clipped
+  to [-1, 1], images mapped by (x + 1) / 2 and clamped.
+
+Sharing. A pipeline built from a preset records it (``preset`` in model_index.json) and rebuilds its scheduler
+from it when loaded, since a scheduler config cannot hold the ``course`` preset's float64 betas. ``save_pretrained``
+also writes this file into the folder and names it in model_index.json as ``[module, class]``, so that with only
+diffusers installed ``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same
+code. Hence this file imports nothing from the project.
+"""
+
+import inspect
+import json
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+
+NUM_TRAIN_TIMESTEPS = 1000
+BETA_START, BETA_END = 1e-4, 0.02
+
+
+@dataclass(frozen=True)
+class DDIMPreset:
+    scheduler_config: dict
+    image_normalization: str  # "minmax" (each image to [0, 1]) or "clamp" ((x + 1) / 2, clamped)
+    float64_betas: bool
+
+
+PRESETS = {
+    "course": DDIMPreset(
+        scheduler_config=dict(
+            timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True, clip_sample=False
+        ),
+        image_normalization="minmax",
+        float64_betas=True,
+    ),
+    "diffusers": DDIMPreset(
+        scheduler_config=dict(
+            timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=True
+        ),
+        image_normalization="clamp",
+        float64_betas=False,
+    ),
+}
+
+
+def ddim_scheduler(preset: str = "course") -> DDIMScheduler:
+    """The ``DDIMScheduler`` of a preset (T = 1000, linear betas 1e-4 -> 0.02)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    scheduler = DDIMScheduler(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_start=BETA_START,
+        beta_end=BETA_END,
+        beta_schedule="linear",
+        prediction_type="epsilon",
+        **PRESETS[preset].scheduler_config,
+    )
+    if PRESETS[preset].float64_betas:
+        # diffusers builds the betas in float32; the course's reference builds them in float64. The
+        # scheduler indexes this table only, so replacing it changes nothing else.
+        betas = torch.linspace(BETA_START, BETA_END, NUM_TRAIN_TIMESTEPS, dtype=torch.float64)
+        scheduler.betas = betas
+        scheduler.alphas = 1.0 - betas
+        scheduler.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+    return scheduler
+
+
+def normalize_images(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """Maps a batch [B, C, H, W] of model outputs to [0, 1] in float32."""
+    images = images.float()
+    if mode == "clamp":
+        return (images / 2 + 0.5).clamp(0, 1)
+    if mode == "minmax":
+        # Same arithmetic as torchvision.utils.save_image(x, normalize=True) on one image.
+        low = images.amin(dim=(1, 2, 3), keepdim=True)
+        high = images.amax(dim=(1, 2, 3), keepdim=True)
+        return (images - low) / (high - low).clamp(min=1e-5)
+    raise ValueError(f"unknown image normalization {mode!r}; choose 'minmax' or 'clamp'")
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats to uint8 with torchvision's rounding (x * 255 + 0.5, truncated)."""
+    return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+
+
+class DDIMFromNoisePipeline(DiffusionPipeline):
+    r"""DDIM sampling from given initial noises.
+
+    Args:
+        unet: a ``UNet2DModel`` or any module with the same call signature (see ``ForeignUNetAdapter``).
+        scheduler: a ``DDIMScheduler``; ``ddim_scheduler(preset)`` builds the presets' ones.
+        image_normalization: ``"minmax"`` or ``"clamp"``, how outputs are mapped to [0, 1].
+        preset: a name of ``PRESETS``, or None. When given, the scheduler is rebuilt as ``ddim_scheduler(preset)``
+            (``scheduler`` may then be the training ``DDPMScheduler``; its T and betas must be the preset's).
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        scheduler: SchedulerMixin,
+        image_normalization: str = "minmax",
+        preset: str | None = None,
+    ):
+        super().__init__()
+        if preset is not None:
+            _check_same_schedule(scheduler.config, preset)
+            scheduler = ddim_scheduler(preset)
+        if not isinstance(scheduler, DDIMScheduler):
+            raise ValueError(f"scheduler must be a DDIMScheduler, got {type(scheduler).__name__}")
+        normalize_images(torch.zeros(1, 1, 1, 1), image_normalization)  # fail early on a bad name
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(image_normalization=image_normalization, preset=preset)
+
+    @classmethod
+    def from_unet(cls, unet: torch.nn.Module, preset: str = "course") -> "DDIMFromNoisePipeline":
+        """Pairs a UNet (or ``ForeignUNetAdapter``) with the scheduler and output mapping of a preset."""
+        scheduler = ddim_scheduler(preset)
+        return cls(
+            unet=unet, scheduler=scheduler, image_normalization=PRESETS[preset].image_normalization, preset=preset
+        )
+
+    def save_config(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """model_index.json naming this file as ``[module, class]``, and this file beside it.
+
+        ``save_pretrained`` writes the config after the components and before any push, so every saved or pushed
+        folder carries its code.
+        """
+        if kwargs.get("push_to_hub"):
+            raise ValueError("push with save_pretrained(..., push_to_hub=True), which saves this file first")
+        super().save_config(save_directory, **kwargs)
+        source = Path(inspect.getsourcefile(type(self)))  # also right for a copy loaded with trust_remote_code
+        shutil.copyfile(source, Path(save_directory) / source.name)
+        index_file = Path(save_directory) / self.config_name
+        index = json.loads(index_file.read_text())
+        index["_class_name"] = [source.stem, type(self).__name__]
+        index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, preset: str = "course", **kwargs
+    ) -> "DDIMFromNoisePipeline":
+        """Loads the ``UNet2DModel`` of a folder or Hub id (its ``unet/`` subfolder if it has one).
+
+        The scheduler comes from ``preset`` (T = 1000, linear 1e-4 -> 0.02), whatever the folder stores: the
+        preset is the caller's explicit choice. A stored training schedule that differs gives a warning,
+        since such a model would produce noise under the preset.
+        Other keyword arguments go to ``UNet2DModel.from_pretrained`` (``torch_dtype``, ``revision``, ...).
+        """
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        path = str(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            subfolder = "unet" if os.path.isfile(os.path.join(path, "unet", "config.json")) else None
+            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, **kwargs)
+        else:
+            try:
+                unet = UNet2DModel.from_pretrained(path, subfolder="unet", **kwargs)
+            except OSError:
+                unet = UNet2DModel.from_pretrained(path, **kwargs)
+        _check_training_schedule(path, kwargs)
+        return cls.from_unet(unet, preset)
+
+    def _prepare_noise(self, noise: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+        tensors = list(noise) if isinstance(noise, (list, tuple)) else [noise]
+        if not tensors:
+            raise ValueError("noise is empty: give a tensor or a non-empty list of tensors")
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        expected = (self.unet.config.in_channels, height, width)
+        batch = []
+        for i, x in enumerate(tensors):
+            if not isinstance(x, torch.Tensor):
+                raise ValueError(f"noise {i} must be a torch.Tensor, got {type(x).__name__}")
+            if not x.is_floating_point():
+                raise ValueError(f"noise {i} must be a floating point tensor, got dtype {x.dtype}")
+            if x.ndim == 3:
+                x = x.unsqueeze(0)
+            if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+                raise ValueError(
+                    f"noise {i} has shape {tuple(x.shape)}; the UNet expects [C, H, W] or [N, C, H, W] with "
+                    f"C, H, W = {expected}"
+                )
+            if not torch.isfinite(x).all():
+                raise ValueError(f"noise {i} contains NaN or infinite values")
+            batch.append(x)
+        return torch.cat(batch).to(device=self._execution_device, dtype=self.unet.dtype)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        noise: torch.Tensor | list[torch.Tensor],
+        eta: float = 0.0,
+        num_inference_steps: int = 50,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        r"""Denoises the given initial noises x_T.
+
+        Args:
+            noise: one tensor [C, H, W] or [N, C, H, W], or a list of them (concatenated in order).
+            eta: 0 gives deterministic DDIM, 1 the DDPM posterior variance; in [0, 1].
+            num_inference_steps: number of DDIM steps (50 gives timesteps 980, 960, ..., 0 in ``course``).
+            generator: draws the noise z of the steps when eta > 0 (one generator or one per image).
+            output_type: ``"pil"`` (list of PIL images), ``"np"`` ([N, H, W, C] in [0, 1]) or ``"pt"``
+                ([N, C, H, W] in [0, 1]).
+            return_dict: return an ``ImagePipelineOutput`` rather than a tuple.
+        """
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {eta}")
+        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= NUM_TRAIN_TIMESTEPS:
+            raise ValueError(
+                f"num_inference_steps must be an int in [1, {NUM_TRAIN_TIMESTEPS}], got {num_inference_steps}"
+            )
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        image = self._prepare_noise(noise)
+        if isinstance(generator, list) and len(generator) != image.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for {image.shape[0]} noises")
+
+        # timesteps stay on the CPU, like the scheduler's alpha table they index (as in DDIMPipeline)
+        self.scheduler.set_timesteps(num_inference_steps)
+        for t in self.progress_bar(self.scheduler.timesteps):
+            # 1. predict the noise eps_theta(x_t, t)
+            eps = self.unet(image, t).sample
+            # 2. x_{t-1} from eq. (12); z is drawn by `generator` when eta > 0
+            image = self.scheduler.step(eps, t, image, eta=eta, generator=generator).prev_sample
+
+        # 3. map to [0, 1] as the preset says
+        image = normalize_images(image, self.config.image_normalization)
+        if output_type == "pt":
+            images = image.cpu()
+        elif output_type == "np":
+            images = image.cpu().permute(0, 2, 3, 1).numpy()
+        else:
+            images = [_to_pil(x) for x in to_uint8(image).cpu()]
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+
+def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
+    """uint8 [C, H, W] to a grey (C = 1) or RGB (C = 3) PIL image."""
+    array = image.permute(1, 2, 0).numpy()
+    return PIL.Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
+
+
+def _check_same_schedule(config, preset: str) -> None:
+    """A scheduler may be swapped for a preset's only if it was trained on the same T and betas."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    wanted = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="linear", beta_start=BETA_START,
+                  beta_end=BETA_END)
+    found = {key: config.get(key) for key in wanted}
+    if any(found[k] is None or (not np.isclose(found[k], v) if isinstance(v, float) else found[k] != v)
+           for k, v in wanted.items()):
+        raise ValueError(f"the scheduler's training schedule {found} is not the one of preset {preset!r}: {wanted}")
+
+
+def _check_training_schedule(path: str, hub_kwargs: dict) -> None:
+    """Warns if the checkpoint stores a scheduler trained on another noise schedule than the presets'."""
+    keep = {
+        k: hub_kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in hub_kwargs
+    }
+    try:
+        stored = DDIMScheduler.load_config(path, subfolder="scheduler", **keep)
+    except OSError:
+        return  # no stored scheduler: the preset defines the schedule
+    wanted = dict(
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule="linear",
+        beta_start=BETA_START,
+        beta_end=BETA_END,
+    )
+    found = {key: stored.get(key, value) for key, value in wanted.items()}
+    if any(not np.isclose(found[k], v) if isinstance(v, float) else found[k] != v for k, v in wanted.items()):
+        warnings.warn(
+            f"{path} stores the training schedule {found}; the DDIM presets sample with {wanted}", stacklevel=3
+        )

@@ -1,0 +1,63 @@
+"""The configuration of `DANNModel`, a transformers `PreTrainedConfig` saved as `config.json`.
+
+This file is copied into model folders for `trust_remote_code`: it imports only transformers.
+"""
+
+from transformers import PretrainedConfig
+
+ARCHITECTURES = ("report", "improved")
+INPUT_NORMALIZATIONS = ("grey", "per_channel")
+
+
+class DANNConfig(PretrainedConfig):
+    """Everything needed to rebuild a `DANNModel`; `id2label` names the classes "0".."9" by default."""
+
+    model_type = "dann"
+
+    architecture: str = "improved"
+    # improved extractor only: "grey" (luma, then per-image standardisation: colour-free) or "per_channel"
+    # (each RGB channel standardised per image: keeps colour contrast, which MNIST-M digits may need when
+    # digit and background have the same luminance).
+    input_normalization: str = "grey"
+    num_classes: int = 10
+    image_size: int = 28
+    feature_dim: int = 128
+    head_hidden_dims: list[int] | tuple[int, ...] = (1024, 256)
+    dropout: float = 0.5
+    # lambda_p = lambda_max * (2 / (1 + exp(-lambda_gamma * p)) - 1)
+    lambda_gamma: float = 10.0
+    lambda_max: float = 1.0
+    # softmax temperature for calibrated confidences (1.0: the raw logits)
+    temperature: float = 1.0
+
+    def __post_init__(self, **kwargs):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
+        if self.input_normalization not in INPUT_NORMALIZATIONS:
+            raise ValueError(f"unknown input_normalization {self.input_normalization!r}; "
+                             f"expected one of {INPUT_NORMALIZATIONS}")
+        if self.image_size != 28:
+            raise ValueError(f"the DANN networks are built for 28x28 inputs, got image_size={self.image_size}")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        self.head_hidden_dims = list(self.head_hidden_dims)
+        if self.id2label is None:
+            # digit d is label "d": what the image-classification pipeline prints
+            self.id2label = {i: str(i) for i in range(self.num_classes)}
+            self.label2id = {str(i): i for i in range(self.num_classes)}
+        super().__post_init__(**kwargs)
+        if self.num_labels != self.num_classes:
+            raise ValueError(f"id2label names {self.num_labels} classes but num_classes is {self.num_classes}")
+
+    def __eq__(self, other):
+        # Two configs that build the same model are equal, whichever transformers version, dtype or
+        # save (which adds `architectures` and `auto_map`) they went through.
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        bookkeeping = ("transformers_version", "dtype", "architectures", "auto_map", "_name_or_path")
+        return all(self.to_dict().get(k) == other.to_dict().get(k)
+                   for k in set(self.to_dict()) | set(other.to_dict()) if k not in bookkeeping)
+
+    __hash__ = None  # mutable, like every dataclass with an __eq__

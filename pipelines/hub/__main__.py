@@ -1,0 +1,3 @@
+from pipelines.hub.publish import cli
+
+cli()
