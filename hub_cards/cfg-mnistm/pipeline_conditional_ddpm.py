@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
+import numbers
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
 NUM_DIGITS = 10
@@ -70,6 +73,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["sample", "noise_pred"]
 
     def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, null_class_id: int = NUM_DIGITS):
         super().__init__()
@@ -130,28 +134,52 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         index["_class_name"] = [source.stem, type(self).__name__]
         index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
-    def _check_inputs(self, digits, guidance, num_images_per_digit, num_inference_steps, output_type):
+    def check_inputs(
+        self,
+        digit,
+        guidance,
+        num_images_per_digit,
+        num_inference_steps,
+        output_type="pil",
+        capture_timesteps=None,
+        callback_on_step_end_tensor_inputs=None,
+    ) -> None:
+        """Raise a ValueError naming the argument for any input `__call__` cannot honour, before any work.
+
+        `num_inference_steps=None` means every trained step. Type errors are ValueErrors here too, so that
+        a float digit or image count fails with its name rather than deep inside `range` or `torch.tensor`.
+        """
+        digits = _digit_list(digit)
         if not digits:
             raise ValueError("digit is an empty list: there is nothing to sample")
-        for digit in digits:
-            if (
-                isinstance(digit, bool)
-                or not isinstance(digit, (int, np.integer))
-                or not 0 <= digit < NUM_DIGITS
-            ):
-                raise ValueError(f"digit must be an int in 0-{NUM_DIGITS - 1}, got {digit!r}")
+        for value in digits:
+            if not _is_int(value) or not 0 <= value < NUM_DIGITS:
+                raise ValueError(f"digit must be an int in 0-{NUM_DIGITS - 1}, got {value!r}")
+        # nan > 0 is False (it would silently run unguided) and w = inf turns every image black.
+        if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not math.isfinite(guidance):
+            raise ValueError(f"guidance must be a finite number w >= 0, got {guidance!r}")
         if guidance < 0:
             raise ValueError(f"guidance w must be >= 0 (eps = (1+w)*eps(c) - w*eps(null)), got {guidance}")
-        if num_images_per_digit < 1:
-            raise ValueError(f"num_images_per_digit must be >= 1, got {num_images_per_digit}")
+        if not _is_int(num_images_per_digit) or num_images_per_digit < 1:
+            raise ValueError(f"num_images_per_digit must be an int >= 1, got {num_images_per_digit!r}")
         trained_steps = self.scheduler.config.num_train_timesteps
-        if not 1 <= num_inference_steps <= trained_steps:
+        if num_inference_steps is not None and (
+            not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= trained_steps
+        ):
             raise ValueError(
-                f"num_inference_steps={num_inference_steps} must be between 1 and the {trained_steps} "
-                "steps the model was trained with"
+                f"num_inference_steps must be an int between 1 and the {trained_steps} steps the model was "
+                f"trained with (or None for all of them), got {num_inference_steps!r}"
             )
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if capture_timesteps is not None and not all(_is_int(t) for t in capture_timesteps):
+            raise ValueError(f"capture_timesteps must be ints, got {list(capture_timesteps)!r}")
+        unknown = [k for k in callback_on_step_end_tensor_inputs or () if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs {unknown} are not tensors of this pipeline; "
+                f"choose from {self._callback_tensor_inputs}"
+            )
 
     def _to_output(self, sample: torch.Tensor, output_type: str):
         """[-1, 1] model range -> images in [0, 1] as PIL list, numpy NHWC or torch NCHW."""
@@ -172,31 +200,53 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         output_type: str = "pil",
         capture_timesteps: Sequence[int] | None = None,
         return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("sample",),
     ) -> ConditionalDDPMPipelineOutput | tuple:
         """Generate `num_images_per_digit` images of each digit in `digit`.
 
         Args:
             digit: a digit 0-9 or a list of them (repeats allowed); the output is digit-major.
-            guidance: the report's w (>= 0). diffusers' guidance_scale equals 1 + w.
+            guidance: the report's w (finite, >= 0). diffusers' guidance_scale equals 1 + w.
             num_images_per_digit: images drawn for each entry of `digit`.
             num_inference_steps: denoising steps; None uses all the steps the model was trained with.
             generator: makes sampling deterministic (same seed, same images).
             output_type: "pil" (list of PIL images), "np" ([N, H, W, 3] in [0, 1]) or "pt" ([N, 3, H, W]).
             capture_timesteps: report-convention t values whose x_t to return in `intermediates`
-                (T = pure noise, 1 = input of the last step, 0 = final output).
+                (T = pure noise, 1 = input of the last step, 0 = final output). A convenience that reads
+                the sample at the step-end point of `callback_on_step_end`, after any edit the callback makes.
             return_dict: return a `ConditionalDDPMPipelineOutput` rather than a tuple.
+            callback_on_step_end: diffusers' convention, `fn(pipe, step_index, timestep, callback_kwargs)`
+                called after each scheduler step; `callback_kwargs` holds the tensors named in
+                `callback_on_step_end_tensor_inputs` (`sample` is then x_{t-1}), and a returned dict may
+                replace them.
+            callback_on_step_end_tensor_inputs: which of `_callback_tensor_inputs` the callback receives.
 
         Returns:
             `ConditionalDDPMPipelineOutput(images, labels, intermediates)`, or that tuple.
         """
-        digits = [digit] if isinstance(digit, (int, np.integer)) else list(digit)
-        num_inference_steps = num_inference_steps or self.scheduler.config.num_train_timesteps
-        self._check_inputs(digits, guidance, num_images_per_digit, num_inference_steps, output_type)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_inputs(
+            digit,
+            guidance,
+            num_images_per_digit,
+            num_inference_steps,
+            output_type,
+            capture_timesteps,
+            callback_on_step_end_tensor_inputs,
+        )
+        digits = _digit_list(digit)
+        if num_inference_steps is None:  # not `or`: 0 is an error (check_inputs), not "all steps"
+            num_inference_steps = self.scheduler.config.num_train_timesteps
         labels = [int(d) for d in digits for _ in range(num_images_per_digit)]
 
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        visited = {int(t) + 1 for t in self.scheduler.timesteps} | {0}
-        capture = set(capture_timesteps or ())
+        timesteps = self.scheduler.timesteps
+        # Report time of the sample after step i: the input of step i + 1, or t = 0 after the last step.
+        report_t_after = [int(t) + 1 for t in timesteps[1:]] + [0]
+        visited = {int(timesteps[0]) + 1, *report_t_after}
+        capture = {int(t) for t in capture_timesteps or ()}
         if not capture <= visited:
             raise ValueError(
                 f"capture_timesteps {sorted(capture - visited)} are not visited with {num_inference_steps} "
@@ -212,13 +262,14 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             null_labels = torch.full_like(class_labels, self.config.null_class_id)
             class_labels = torch.cat([class_labels, null_labels])
 
+        intermediates = {}
+        if int(timesteps[0]) + 1 in capture:
+            intermediates[int(timesteps[0]) + 1] = self._to_output(sample, output_type)
+
         # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
         step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if step_accepts_generator else {}
-        intermediates = {}
-        for timestep in self.progress_bar(self.scheduler.timesteps):
-            if int(timestep) + 1 in capture:
-                intermediates[int(timestep) + 1] = self._to_output(sample, output_type)
+        for i, timestep in enumerate(self.progress_bar(timesteps)):
             # 1. predict noise; conditional and null branches share one batched forward
             model_input = torch.cat([sample, sample]) if guidance > 0 else sample
             model_input = self.scheduler.scale_model_input(model_input, timestep)
@@ -229,11 +280,31 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 noise_pred = (1 + guidance) * noise_cond - guidance * noise_null
             # 3. x_{t-1} from x_t: the scheduler owns the update (DDPM eq. 11, DDIM eq. 12)
             sample = self.scheduler.step(noise_pred, timestep, sample, **step_kwargs).prev_sample
+            # 4. diffusers' step-end hook, then the capture convenience on the (possibly edited) sample
+            if callback_on_step_end is not None:
+                tensors = {"sample": sample, "noise_pred": noise_pred}
+                callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                outputs = callback_on_step_end(self, i, timestep, callback_kwargs) or {}
+                sample = outputs.pop("sample", sample)
+            if report_t_after[i] in capture:
+                intermediates[report_t_after[i]] = self._to_output(sample, output_type)
 
-        if 0 in capture:
-            intermediates[0] = self._to_output(sample, output_type)
         images = self._to_output(sample, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return images, labels, intermediates
         return ConditionalDDPMPipelineOutput(images=images, labels=labels, intermediates=intermediates)
+
+
+def _is_int(value) -> bool:
+    """A Python or NumPy integer, not a bool (True would silently mean digit 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _digit_list(digit) -> list:
+    """The entries of `digit` (one value, a sequence or an array) as a list, not yet checked."""
+    if isinstance(digit, (np.ndarray, torch.Tensor)):
+        return digit.reshape(-1).tolist()
+    if isinstance(digit, Sequence) and not isinstance(digit, (str, bytes)):
+        return list(digit)
+    return [digit]

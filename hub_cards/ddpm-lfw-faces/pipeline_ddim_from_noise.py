@@ -24,15 +24,19 @@ Two presets fix the conventions that differ between implementations (T = 1000 li
   (``timestep_spacing="leading"``, ``steps_offset=1``), final alpha-bar = alpha-bar_0, x0 clipped
   to [-1, 1], images mapped by (x + 1) / 2 and clamped.
 
-Sharing. A pipeline built from a preset records it (``preset`` in model_index.json) and rebuilds its scheduler
-from it when loaded, since a scheduler config cannot hold the ``course`` preset's float64 betas. ``save_pretrained``
-also writes this file into the folder and names it in model_index.json as ``[module, class]``, so that with only
-diffusers installed ``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same
-code. Hence this file imports nothing from the project.
+``save_pretrained`` stores the scheduler config, the normalisation and whether the betas are float64 (which no
+scheduler config can say); ``from_pretrained`` without a preset restores all three, so a round trip gives
+identical images.
+
+Sharing. ``save_pretrained`` also writes this file into the folder and names it in model_index.json as
+``[module, class]``, so that with only diffusers installed
+``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same code (its
+``__init__`` applies the stored settings). Hence this file imports nothing from the project.
 """
 
 import inspect
 import json
+import numbers
 import os
 import shutil
 import warnings
@@ -42,7 +46,12 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+
+# The same bound as adapters.faces.MAX_NOISE_MAGNITUDE, repeated because this file ships alone to the Hub: a standard
+# normal value beyond 100 sigma never occurs, so larger values are an image or a corrupt tensor (and ~1e19 overflows
+# float32 into black images).
+MAX_NOISE_MAGNITUDE = 100.0
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
@@ -86,12 +95,23 @@ def ddim_scheduler(preset: str = "course") -> DDIMScheduler:
         **PRESETS[preset].scheduler_config,
     )
     if PRESETS[preset].float64_betas:
-        # diffusers builds the betas in float32; the course's reference builds them in float64. The
-        # scheduler indexes this table only, so replacing it changes nothing else.
-        betas = torch.linspace(BETA_START, BETA_END, NUM_TRAIN_TIMESTEPS, dtype=torch.float64)
-        scheduler.betas = betas
-        scheduler.alphas = 1.0 - betas
-        scheduler.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
+        use_float64_betas(scheduler)
+    return scheduler
+
+
+def use_float64_betas(scheduler: DDIMScheduler) -> DDIMScheduler:
+    """Rebuild the scheduler's linear beta table in float64, as the course's reference does.
+
+    diffusers builds the betas in float32. The scheduler indexes this table only, so replacing it changes
+    nothing else. The config cannot express the dtype, so the pipeline records it as ``float64_betas``.
+    """
+    config = scheduler.config
+    if config.beta_schedule != "linear":
+        raise ValueError(f"float64 betas are defined for the linear schedule only, got {config.beta_schedule!r}")
+    betas = torch.linspace(config.beta_start, config.beta_end, config.num_train_timesteps, dtype=torch.float64)
+    scheduler.betas = betas
+    scheduler.alphas = 1.0 - betas
+    scheduler.alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     return scheduler
 
 
@@ -108,20 +128,17 @@ def normalize_images(images: torch.Tensor, mode: str) -> torch.Tensor:
     raise ValueError(f"unknown image normalization {mode!r}; choose 'minmax' or 'clamp'")
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats to uint8 with torchvision's rounding (x * 255 + 0.5, truncated)."""
-    return images.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
-
-
 class DDIMFromNoisePipeline(DiffusionPipeline):
     r"""DDIM sampling from given initial noises.
 
     Args:
-        unet: a ``UNet2DModel`` or any module with the same call signature (see ``ForeignUNetAdapter``).
+        unet: an unconditional ``UNet2DModel`` or any module with the same call signature (see
+            ``ForeignUNetAdapter``).
         scheduler: a ``DDIMScheduler``; ``ddim_scheduler(preset)`` builds the presets' ones.
         image_normalization: ``"minmax"`` or ``"clamp"``, how outputs are mapped to [0, 1].
-        preset: a name of ``PRESETS``, or None. When given, the scheduler is rebuilt as ``ddim_scheduler(preset)``
-            (``scheduler`` may then be the training ``DDPMScheduler``; its T and betas must be the preset's).
+        float64_betas: whether the scheduler's beta table is float64 (the ``course`` preset). None reads it
+            off the scheduler. Stored in ``model_index.json``, since the scheduler config cannot hold it, so
+            that a saved pipeline loads back with the same numbers.
     """
 
     model_cpu_offload_seq = "unet"
@@ -129,26 +146,73 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
     def __init__(
         self,
         unet: UNet2DModel,
-        scheduler: SchedulerMixin,
+        scheduler: DDIMScheduler,
         image_normalization: str = "minmax",
-        preset: str | None = None,
+        float64_betas: bool | None = None,
     ):
         super().__init__()
-        if preset is not None:
-            _check_same_schedule(scheduler.config, preset)
-            scheduler = ddim_scheduler(preset)
         if not isinstance(scheduler, DDIMScheduler):
             raise ValueError(f"scheduler must be a DDIMScheduler, got {type(scheduler).__name__}")
+        _refuse_conditional_unet(unet)
         normalize_images(torch.zeros(1, 1, 1, 1), image_normalization)  # fail early on a bad name
+        if float64_betas is None:
+            float64_betas = scheduler.alphas_cumprod.dtype == torch.float64
+        elif float64_betas:
+            use_float64_betas(scheduler)
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(image_normalization=image_normalization, preset=preset)
+        self.register_to_config(image_normalization=image_normalization, float64_betas=bool(float64_betas))
 
     @classmethod
     def from_unet(cls, unet: torch.nn.Module, preset: str = "course") -> "DDIMFromNoisePipeline":
         """Pairs a UNet (or ``ForeignUNetAdapter``) with the scheduler and output mapping of a preset."""
         scheduler = ddim_scheduler(preset)
         return cls(
-            unet=unet, scheduler=scheduler, image_normalization=PRESETS[preset].image_normalization, preset=preset
+            unet=unet,
+            scheduler=scheduler,
+            image_normalization=PRESETS[preset].image_normalization,
+            float64_betas=PRESETS[preset].float64_betas,
+        )
+
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, preset: str | None = None, **kwargs
+    ) -> "DDIMFromNoisePipeline":
+        """Loads a saved ``DDIMFromNoisePipeline``, or the ``UNet2DModel`` of any folder or Hub id.
+
+        Which scheduler and output mapping:
+
+        - ``preset`` given: that preset's, whatever the folder stores (the caller's explicit choice);
+        - ``preset=None`` and a saved ``DDIMFromNoisePipeline``: the stored scheduler, normalisation and beta
+          dtype, so that save and load give identical images;
+        - ``preset=None`` otherwise (a bare UNet, a ``DDPMPipeline``): the ``course`` preset.
+
+        A stored training schedule that differs from the presets' gives a warning, since such a model would
+        produce noise under them. Other keyword arguments go to ``from_pretrained`` of the UNet and scheduler
+        (``torch_dtype``, ``revision``, ...).
+        """
+        if preset is not None and preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        path = str(pretrained_model_name_or_path)
+        if os.path.isdir(path):
+            subfolder = "unet" if os.path.isfile(os.path.join(path, "unet", "config.json")) else None
+            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, **kwargs)
+        else:
+            try:
+                unet = UNet2DModel.from_pretrained(path, subfolder="unet", **kwargs)
+            except OSError:
+                unet = UNet2DModel.from_pretrained(path, **kwargs)
+        _refuse_conditional_unet(unet, path)
+        hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
+        stored = _stored_pipeline_config(cls.__name__, path, hub_kwargs) if preset is None else None
+        if stored is None:
+            _check_training_schedule(path, hub_kwargs)
+            return cls.from_unet(unet, preset or "course")
+        scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler", **hub_kwargs)
+        return cls(
+            unet=unet,
+            scheduler=scheduler,
+            image_normalization=stored.get("image_normalization", "minmax"),
+            float64_betas=stored.get("float64_betas", False),
         )
 
     def save_config(self, save_directory: str | os.PathLike, **kwargs) -> None:
@@ -167,55 +231,48 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         index["_class_name"] = [source.stem, type(self).__name__]
         index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
-    @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, preset: str = "course", **kwargs
-    ) -> "DDIMFromNoisePipeline":
-        """Loads the ``UNet2DModel`` of a folder or Hub id (its ``unet/`` subfolder if it has one).
-
-        The scheduler comes from ``preset`` (T = 1000, linear 1e-4 -> 0.02), whatever the folder stores: the
-        preset is the caller's explicit choice. A stored training schedule that differs gives a warning,
-        since such a model would produce noise under the preset.
-        Other keyword arguments go to ``UNet2DModel.from_pretrained`` (``torch_dtype``, ``revision``, ...).
-        """
-        if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-        path = str(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            subfolder = "unet" if os.path.isfile(os.path.join(path, "unet", "config.json")) else None
-            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, **kwargs)
-        else:
-            try:
-                unet = UNet2DModel.from_pretrained(path, subfolder="unet", **kwargs)
-            except OSError:
-                unet = UNet2DModel.from_pretrained(path, **kwargs)
-        _check_training_schedule(path, kwargs)
-        return cls.from_unet(unet, preset)
-
-    def _prepare_noise(self, noise: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
-        tensors = list(noise) if isinstance(noise, (list, tuple)) else [noise]
+    def check_inputs(self, noise, eta, num_inference_steps, output_type="pil", generator=None) -> None:
+        """Raise a ValueError naming the argument for any input ``__call__`` cannot honour, before any work."""
+        tensors = _noise_list(noise)
         if not tensors:
             raise ValueError("noise is empty: give a tensor or a non-empty list of tensors")
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         expected = (self.unet.config.in_channels, height, width)
-        batch = []
+        count = 0
         for i, x in enumerate(tensors):
             if not isinstance(x, torch.Tensor):
                 raise ValueError(f"noise {i} must be a torch.Tensor, got {type(x).__name__}")
             if not x.is_floating_point():
                 raise ValueError(f"noise {i} must be a floating point tensor, got dtype {x.dtype}")
-            if x.ndim == 3:
-                x = x.unsqueeze(0)
-            if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+            shape = tuple(x.shape)
+            if len(shape) not in (3, 4) or shape[-3:] != expected:
                 raise ValueError(
-                    f"noise {i} has shape {tuple(x.shape)}; the UNet expects [C, H, W] or [N, C, H, W] with "
+                    f"noise {i} has shape {shape}; the UNet expects [C, H, W] or [N, C, H, W] with "
                     f"C, H, W = {expected}"
                 )
             if not torch.isfinite(x).all():
-                raise ValueError(f"noise {i} contains NaN or infinite values")
-            batch.append(x)
-        return torch.cat(batch).to(device=self._execution_device, dtype=self.unet.dtype)
+                raise ValueError(f"noise {i} contains NaN or infinite values; initial noise is standard normal")
+            magnitude = float(x.abs().max())
+            if magnitude > MAX_NOISE_MAGNITUDE:  # see adapters.faces: not noise, and black images
+                raise ValueError(
+                    f"noise {i} reaches {magnitude:.3g} in magnitude; initial noise is standard normal "
+                    f"(|x| <= {MAX_NOISE_MAGNITUDE:g})"
+                )
+            count += 1 if len(shape) == 3 else shape[0]
+        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not (0.0 <= eta <= 1.0):
+            raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+        trained_steps = self.scheduler.config.num_train_timesteps
+        if (
+            isinstance(num_inference_steps, bool)
+            or not isinstance(num_inference_steps, (int, np.integer))
+            or not 1 <= num_inference_steps <= trained_steps
+        ):
+            raise ValueError(f"num_inference_steps must be an int in [1, {trained_steps}], got {num_inference_steps!r}")
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if isinstance(generator, list) and len(generator) != count:
+            raise ValueError(f"got {len(generator)} generators for {count} noises")
 
     @torch.no_grad()
     def __call__(
@@ -230,7 +287,8 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         r"""Denoises the given initial noises x_T.
 
         Args:
-            noise: one tensor [C, H, W] or [N, C, H, W], or a list of them (concatenated in order).
+            noise: one tensor [C, H, W] or [N, C, H, W], or a list of them (concatenated in order); standard
+                normal values (NaN, infinities and magnitudes above 100 are refused).
             eta: 0 gives deterministic DDIM, 1 the DDPM posterior variance; in [0, 1].
             num_inference_steps: number of DDIM steps (50 gives timesteps 980, 960, ..., 0 in ``course``).
             generator: draws the noise z of the steps when eta > 0 (one generator or one per image).
@@ -238,20 +296,12 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
                 ([N, C, H, W] in [0, 1]).
             return_dict: return an ``ImagePipelineOutput`` rather than a tuple.
         """
-        if not 0.0 <= eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {eta}")
-        if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= NUM_TRAIN_TIMESTEPS:
-            raise ValueError(
-                f"num_inference_steps must be an int in [1, {NUM_TRAIN_TIMESTEPS}], got {num_inference_steps}"
-            )
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
-        image = self._prepare_noise(noise)
-        if isinstance(generator, list) and len(generator) != image.shape[0]:
-            raise ValueError(f"got {len(generator)} generators for {image.shape[0]} noises")
+        self.check_inputs(noise, eta, num_inference_steps, output_type, generator)
+        batch = [x if x.ndim == 4 else x.unsqueeze(0) for x in _noise_list(noise)]
+        image = torch.cat(batch).to(device=self._execution_device, dtype=self.unet.dtype)
 
         # timesteps stay on the CPU, like the scheduler's alpha table they index (as in DDIMPipeline)
-        self.scheduler.set_timesteps(num_inference_steps)
+        self.scheduler.set_timesteps(int(num_inference_steps))
         for t in self.progress_bar(self.scheduler.timesteps):
             # 1. predict the noise eps_theta(x_t, t)
             eps = self.unet(image, t).sample
@@ -265,29 +315,64 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         elif output_type == "np":
             images = image.cpu().permute(0, 2, 3, 1).numpy()
         else:
-            images = [_to_pil(x) for x in to_uint8(image).cpu()]
+            images = [_to_pil(x) for x in _unit_to_uint8(image).cpu()]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)
+
+    @property
+    def preset_name(self) -> str:
+        """The preset whose scheduler, normalisation and beta dtype this pipeline has, or ``"custom"``."""
+        for name, preset in PRESETS.items():
+            same_scheduler = all(self.scheduler.config.get(k) == v for k, v in preset.scheduler_config.items())
+            if (
+                same_scheduler
+                and self.config.image_normalization == preset.image_normalization
+                and self.config.float64_betas == preset.float64_betas
+            ):
+                return name
+        return "custom"
+
+
+def _noise_list(noise) -> list:
+    return list(noise) if isinstance(noise, (list, tuple)) else [noise]
+
+
+def _refuse_conditional_unet(unet, path: str | None = None) -> None:
+    """A class-conditional UNet needs class labels, which sampling from noise alone never gives."""
+    config = getattr(unet, "config", {})
+    if config.get("num_class_embeds") is None and config.get("class_embed_type") is None:
+        return
+    where = f"{path} holds" if path else "this is"
+    raise ValueError(
+        f"{where} a class-conditional UNet (num_class_embeds={config.get('num_class_embeds')}): it needs class "
+        "labels, which DDIM from noise does not give. Sample it with `python -m pipelines.conditional_ddpm "
+        f"--pretrained {path or 'FOLDER'} --scheduler ddim` instead"
+    )
+
+
+def _stored_pipeline_config(class_name: str, path: str, hub_kwargs: dict) -> dict | None:
+    """The model_index.json of a saved pipeline of `class_name` at `path`, or None if it is something else."""
+    try:
+        index = DiffusionPipeline.load_config(path, **hub_kwargs)
+    except (OSError, ValueError):
+        return None  # a bare UNet folder or repo: no model_index.json
+    stored = index.get("_class_name")
+    stored = stored[-1] if isinstance(stored, list) else stored  # [module, class] when the folder carries its code
+    return dict(index) if stored == class_name else None
+
+
+def _unit_to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[0, 1] floats -> uint8 as adapters.digits.to_uint8(value_range=(0, 1)) does; repeated here because this file
+    ships alone to the Hub (see the module docstring)."""
+    return (images * 255 + 0.5).clamp(0, 255).to(torch.uint8)
 
 
 def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
     """uint8 [C, H, W] to a grey (C = 1) or RGB (C = 3) PIL image."""
     array = image.permute(1, 2, 0).numpy()
     return PIL.Image.fromarray(array[..., 0] if array.shape[2] == 1 else array)
-
-
-def _check_same_schedule(config, preset: str) -> None:
-    """A scheduler may be swapped for a preset's only if it was trained on the same T and betas."""
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    wanted = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule="linear", beta_start=BETA_START,
-                  beta_end=BETA_END)
-    found = {key: config.get(key) for key in wanted}
-    if any(found[k] is None or (not np.isclose(found[k], v) if isinstance(v, float) else found[k] != v)
-           for k, v in wanted.items()):
-        raise ValueError(f"the scheduler's training schedule {found} is not the one of preset {preset!r}: {wanted}")
 
 
 def _check_training_schedule(path: str, hub_kwargs: dict) -> None:
