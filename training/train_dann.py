@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from adapters import DIGIT_DATASETS, to_model_range
 from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig, DANNModel, dann_lambda
-from training.dann_data import load_splits, random_affine, random_invert
+from training.dann_data import load_splits, random_affine, random_invert, random_resample
 
 logger = get_logger(__name__)
 
@@ -66,6 +66,11 @@ def parse_args(argv=None):
     parser.add_argument("--aug_translate", type=float, default=0.1)
     parser.add_argument("--aug_invert", type=float, default=0.0,
                         help="probability of inverting a training image (digit polarity), with --augment")
+    parser.add_argument("--aug_channel_invert", type=float, default=0.0,
+                        help="probability of inverting each colour channel of a training image, with --augment")
+    parser.add_argument("--aug_resample", type=float, default=0.0,
+                        help="probability of shrinking a training image to 12-24 px and enlarging it back "
+                             "(nearest or bilinear), with --augment")
     parser.add_argument("--entropy_weight", type=float, default=0.0, help="target entropy minimisation (dann mode)")
     parser.add_argument("--lambda_gamma", type=float, default=10.0)
     parser.add_argument("--lambda_max", type=float, default=1.0)
@@ -331,6 +336,10 @@ def main(args):
                                            args.aug_translate)
                     if args.aug_invert > 0:
                         images = random_invert(images, generator, args.aug_invert)
+                    if args.aug_channel_invert > 0:
+                        images = random_invert(images, generator, args.aug_channel_invert, per_channel=True)
+                    if args.aug_resample > 0:
+                        images = random_resample(images, generator, args.aug_resample)
                 if args.mode == "dann":
                     # target rows cycle through a per-epoch permutation of the (unlabelled) target set
                     start_row = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
