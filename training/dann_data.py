@@ -129,3 +129,16 @@ def random_resample(images: torch.Tensor, generator: torch.Generator, probabilit
             else:
                 out[rows] = F.interpolate(shrunk, size=(side, side), mode="bilinear", align_corners=False)
     return out
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, args, scale) -> torch.Tensor:
+    """train_dann's --augment: affine (zoom range `scale`), then the --aug_invert / --aug_channel_invert /
+    --aug_resample changes. `args` is anything with those attributes (the parsed flags)."""
+    images = random_affine(images, generator, args.aug_rotation, tuple(scale), args.aug_translate)
+    if args.aug_invert > 0:
+        images = random_invert(images, generator, args.aug_invert)
+    if args.aug_channel_invert > 0:
+        images = random_invert(images, generator, args.aug_channel_invert, per_channel=True)
+    if args.aug_resample > 0:
+        images = random_resample(images, generator, args.aug_resample)
+    return images

@@ -84,6 +84,9 @@ class DANNConfig:
     # lambda_p = lambda_max * (2 / (1 + exp(-lambda_gamma * p)) - 1)
     lambda_gamma: float = 10.0
     lambda_max: float = 1.0
+    # softmax temperature for calibrated confidences, softmax(logits / temperature); the class is unchanged.
+    # Fitted after training on SOURCE validation images (temperature scaling by NLL); 1.0 = not fitted.
+    temperature: float = 1.0
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
