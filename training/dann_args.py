@@ -54,6 +54,10 @@ def parse_args(argv=None):
                         help="validation images per class held out of train when a dataset has no validation split")
     parser.add_argument("--adapt_bn", action="store_true",
                         help="after training, re-estimate BatchNorm statistics on the unlabelled target train images")
+    parser.add_argument("--adapt_bn_images", type=int, default=10000,
+                        help="AdaBN: at most this many target train images (a fixed random subset)")
+    parser.add_argument("--eval_every", type=int, default=1,
+                        help="record the target validation accuracy every N epochs (and after the last)")
     parser.add_argument("--eval_batch_size", type=int, default=1024)
     parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
     parser.add_argument("--checkpoint_every", type=int, default=1, help="save the training state every N epochs")
@@ -72,7 +76,8 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
                                  ("source", args.source, DIGIT_DATASETS), ("target", args.target, DIGIT_DATASETS)):
         if value not in allowed:
             parser.error(f"unknown --{flag} {value!r}; choose one of {sorted(allowed)}")
-    minimum = {"epochs": 1, "batch_size": 2, "eval_batch_size": 1, "checkpoint_every": 1,
+    minimum = {"epochs": 1, "batch_size": 2, "eval_batch_size": 1, "eval_every": 1, "adapt_bn_images": 1,
+               "checkpoint_every": 1,
                "checkpoints_total_limit": 1, "holdout_per_class": 1}
     for flag, low in minimum.items():
         if getattr(args, flag) < low:

@@ -137,7 +137,10 @@ def final_metrics(model, args, source, target, history: list[dict], total_steps:
     if args.adapt_bn:
         final["target_val_accuracy_before_adapt_bn"] = accuracy(model, target.val_images, target.val_labels,
                                                                 args.eval_batch_size)
-        adapt_batchnorm(model, target.train_images, args.eval_batch_size)
+        # a fixed random subset: BatchNorm statistics settle long before 50,000 images
+        subset = torch.randperm(len(target.train_images), generator=torch.Generator().manual_seed(args.seed))
+        subset = subset[:args.adapt_bn_images].to(target.train_images.device)
+        adapt_batchnorm(model, target.train_images[subset], args.eval_batch_size)
     # Temperature: source validation images as training presented them (same augmentation, fixed seed),
     # each batch normalised by its own statistics; target labels never enter.
     calibration = to_model_range(source.val_images)

@@ -81,7 +81,8 @@ def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_p
         scale_note = (f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
                       f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
                       "own scale is low by design.\n\n")
-    rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['target_val_accuracy']:.4f} |" for h in history)
+    rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h.get('target_val_accuracy', float('nan')):.4f} |"
+                     for h in history)
     return f"""---
 library_name: pytorch
 tags:
@@ -277,18 +278,18 @@ def main(args):
         # 4. validation on the target every epoch, for the record only: no choice is made from it
         state.epoch = epoch + 1
         evaluated = teacher if teacher is not None else unwrapped
-        record = {
-            "epoch": state.epoch,
-            "loss": loss_sum.item() / steps_per_epoch,
-            "learning_rate": optimizer.param_groups[0]["lr"],
-            "target_val_accuracy": accuracy(evaluated, target.val_images, target.val_labels, args.eval_batch_size),
-            "elapsed_s": time.perf_counter() - start,
-        }
+        record = {"epoch": state.epoch, "loss": loss_sum.item() / steps_per_epoch,
+                  "learning_rate": optimizer.param_groups[0]["lr"]}
+        if state.epoch % args.eval_every == 0 or state.epoch == args.epochs:
+            record["target_val_accuracy"] = accuracy(evaluated, target.val_images, target.val_labels,
+                                                     args.eval_batch_size)
+        record["elapsed_s"] = time.perf_counter() - start
         if teacher is not None:
             record["pseudo_label_fraction"] = passed_sum.item() / steps_per_epoch
         state.history.append(record)
-        logger.info(f"epoch {state.epoch}/{args.epochs}: loss {record['loss']:.4f}, "
-                    f"target val accuracy {record['target_val_accuracy']:.4f}", main_process_only=True)
+        logger.info(f"epoch {state.epoch}/{args.epochs}: " + ", ".join(
+            f"{key} {value:.4f}" for key, value in record.items() if key not in ("epoch", "elapsed_s")),
+            main_process_only=True)
         if state.epoch % args.checkpoint_every == 0 or state.epoch == args.epochs:
             accelerator.save_state()
     progress.close()
