@@ -159,7 +159,8 @@ def final_metrics(model, args, source, target, history: list[dict], total_steps:
         "target_val_ece_calibrated": expected_calibration_error(
             (target_logits / model.config.temperature).softmax(1), target_labels),
     })
-    if args.target_dir:  # the embedded subsets have no undecoded copy to resize differently
+    # a real validation split only: the embedded subsets and held-out train rows have no copy to resize again
+    if args.target_dir and target.val_note == "validation split":
         images, labels = validation_resized(args.target, args.target_dir, "nearest")
         final["target_val_accuracy_nearest_resize"] = accuracy(model, images.to(target.val_images.device),
                                                                labels.to(target.val_labels.device),
