@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
-from adapters import load_digits, to_model_range
+from adapters import DIGIT_DATASETS, load_digits, to_model_range
 from adapters.digits import open_image
 from training.dann_data import augment
 
@@ -159,8 +159,10 @@ def final_metrics(model, args, source, target, history: list[dict], total_steps:
         "target_val_ece_calibrated": expected_calibration_error(
             (target_logits / model.config.temperature).softmax(1), target_labels),
     })
-    # a real validation split only: the embedded subsets and held-out train rows have no copy to resize again
-    if args.target_dir and target.val_note == "validation split":
+    # Only targets stored smaller than the model's input are enlarged by users' tools (USPS: 16 px), and only
+    # a real validation split has an undecoded copy to resize again (not the embedded subsets, not held-out rows).
+    if (args.target_dir and target.val_note == "validation split"
+            and DIGIT_DATASETS[args.target].native_size < target.val_images.shape[-1]):
         images, labels = validation_resized(args.target, args.target_dir, "nearest")
         final["target_val_accuracy_nearest_resize"] = accuracy(model, images.to(target.val_images.device),
                                                                labels.to(target.val_labels.device),
