@@ -98,3 +98,24 @@ def test_own_statistics_leave_the_running_statistics_alone():
     assert torch.allclose(logits, torch.tensor([[-1.0, -1.0], [1.0, 1.0]]), atol=1e-3)  # batch-normalised
     assert torch.equal(model.norm.running_mean, torch.full((2,), 100.0))
     assert not model.training
+
+
+def test_checkpoint_report_scores_a_saved_folder(tmp_path):
+    """training.report.dann_checkpoint on the embedded subsets: accuracy, and a temperature from source data."""
+    import json
+
+    from pipelines.dann.modeling_dann import DANNConfig, DANNModel
+    from training.report import dann_checkpoint
+
+    torch.manual_seed(0)
+    DANNModel(DANNConfig(temperature=3.0)).save_pretrained(tmp_path / "model")
+    args = dann_checkpoint.parse_args(["--pretrained", str(tmp_path / "model"), "--output_json",
+                                       str(tmp_path / "score.json"), "--", "--augment"])
+    result = dann_checkpoint.main(args)
+    assert json.loads((tmp_path / "score.json").read_text()) == result
+    assert result["stored_temperature"] == 3.0
+    assert 0.0 <= result["target_val_accuracy"] <= 1.0
+    assert 0.05 <= result["fitted_temperature_on_source_validation"] <= 20.0
+    assert "target_val_accuracy_nearest_resize" not in result  # the embedded subsets are already decoded
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        dann_checkpoint.main(dann_checkpoint.parse_args(["--pretrained", str(tmp_path)]))
