@@ -199,6 +199,8 @@ def tsne_figures(args, first_runs: dict[str, dict], figures_dir: Path) -> list[P
 def _pm(mode: dict, key: str, digits: int = 4) -> str:
     if key not in mode:
         return "—"
+    if len(mode["seeds"]) < 2:  # a spread needs two runs; "± 0" would claim one
+        return f"{mode[key]:.{digits}f}"
     return f"{mode[key]:.{digits}f} ± {mode[key + '_std']:.{digits}f}"
 
 
@@ -213,7 +215,7 @@ def scenario_table(summary: dict) -> str:
         lines.append(f"| {row} | {_pm(m, 'target_val_accuracy')} | {_pm(m, 'target_val_accuracy_before_adapt_bn')} "
                      f"| {_pm(m, 'target_val_accuracy_nearest_resize')} | {_pm(m, 'target_val_ece_calibrated', 3)} "
                      f"| {', '.join(map(str, m['seeds']))} | {m['steps']} x {m['batch_size']} "
-                     f"| {m['wall_time_s']:.0f} ± {m['wall_time_s_std']:.0f} |")
+                     f"| {_pm(m, 'wall_time_s', 0)} |")
     missing = summary.get("not_finished", [])
     if missing:
         lines.append("")
