@@ -111,6 +111,7 @@ def mode_summary(runs: dict[int, dict]) -> dict:
     for key in REPORTED:
         values = [runs[k][key] for k in sorted(runs) if key in runs[k]]
         if values:
+            summary[f"{key}_n"] = len(values)  # older runs may lack a measurement
             summary[key] = statistics.fmean(values)
             summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return summary
@@ -197,11 +198,12 @@ def tsne_figures(args, first_runs: dict[str, dict], figures_dir: Path) -> list[P
 
 
 def _pm(mode: dict, key: str, digits: int = 4) -> str:
+    """mean ± std; no ± for a single value ("± 0" would claim a spread), and a note when runs lack the value."""
     if key not in mode:
         return "—"
-    if len(mode["seeds"]) < 2:  # a spread needs two runs; "± 0" would claim one
-        return f"{mode[key]:.{digits}f}"
-    return f"{mode[key]:.{digits}f} ± {mode[key + '_std']:.{digits}f}"
+    count, runs = mode.get(f"{key}_n", len(mode["seeds"])), len(mode["seeds"])
+    cell = f"{mode[key]:.{digits}f}" + (f" ± {mode[key + '_std']:.{digits}f}" if count > 1 else "")
+    return cell + (f" ({count} of {runs} runs)" if count < runs else "")
 
 
 def scenario_table(summary: dict) -> str:
