@@ -34,7 +34,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_root", required=True, help="folder holding mnistm/, usps/, mnist5k/ (and svhn/)")
     parser.add_argument("--scenarios", nargs="+", default=["mnistm-usps", "mnist-mnistm"], choices=sorted(SCENARIOS))
-    parser.add_argument("--modes", nargs="+", default=list(train_dann.MODES), choices=train_dann.MODES)
+    parser.add_argument("--modes", nargs="+", default=["source_only", "dann", "target_only"],  # the report's
+                        choices=train_dann.MODES)
     parser.add_argument("--architecture", default="report")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--steps_per_epoch", type=int, default=None)

@@ -22,9 +22,9 @@ def pretrained(tmp_path_factory):
     return folder
 
 
-def run_cli(pretrained, input_dir, output_csv):
+def run_cli(pretrained, input_dir, output_csv, *extra):
     return dann.main(dann.parse_args(["--pretrained", str(pretrained), "--input_dir", str(input_dir),
-                                      "--output_csv", str(output_csv)]))
+                                      "--output_csv", str(output_csv), *extra]))
 
 
 def read_csv(path):
@@ -64,7 +64,33 @@ def test_predictions_match_the_training_preprocessing(pretrained, tmp_path):
     assert torch.equal(pixel_values, to_model_range(images))
     rows = run_cli(pretrained, folder, tmp_path / "pred.csv")
     expected = DANNModel.from_pretrained(pretrained).predict(to_model_range(images))
-    assert [label for _, label in rows] == expected.tolist()
+    assert [label for _, label, _ in rows] == expected.tolist()
+
+
+def test_confidence_column_uses_the_stored_temperature(tmp_path):
+    torch.manual_seed(1)
+    model = DANNModel(DANNConfig(architecture="improved", temperature=2.5))
+    model.save_pretrained(tmp_path / "model")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (28, 28, 3), dtype=np.uint8), "RGB").save(folder / f"{i}.png")
+    run_cli(tmp_path / "model", folder, tmp_path / "plain.csv")
+    assert read_csv(tmp_path / "plain.csv")[0] == ["image_name", "label"]  # unchanged without the flag
+    run_cli(tmp_path / "model", folder, tmp_path / "conf.csv", "--with_confidence")
+    rows = read_csv(tmp_path / "conf.csv")
+    assert rows[0] == ["image_name", "label", "confidence"]
+    model.eval()
+    with torch.no_grad():
+        logits = model(dann.load_pixel_values(dann.list_images(folder))).logits
+    # by hand: exp(l / T) / sum exp(l / T) at the arg max, not the raw softmax
+    scaled = torch.exp(logits / 2.5)
+    expected = (scaled / scaled.sum(dim=1, keepdim=True)).max(dim=1).values
+    assert [float(r[2]) for r in rows[1:]] == pytest.approx(expected.tolist(), abs=1e-4)
+    assert [int(r[1]) for r in rows[1:]] == logits.argmax(dim=1).tolist()
+    raw = logits.softmax(dim=1).max(dim=1).values
+    assert not torch.allclose(raw, expected, atol=1e-3)
 
 
 def test_empty_folder(pretrained, tmp_path):
@@ -102,5 +128,5 @@ def test_shipped_checkpoint_labels_embedded_usps(tmp_path):
     for i, example in enumerate(dataset):
         example["image"].save(tmp_path / f"{i:03d}.png")
     rows = run_cli(shipped, tmp_path, tmp_path / "out" / "pred.csv")
-    correct = sum(label == dataset[int(name[:3])]["label"] for name, label in rows)
+    correct = sum(label == dataset[int(name[:3])]["label"] for name, label, _ in rows)
     assert correct / len(rows) > 0.93

@@ -12,8 +12,9 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from pipelines.dann.modeling_dann import DANNModel
+from pipelines.dann.modeling_dann import DANNConfig, DANNModel
 from training import train_dann
+from training.dann_methods import MODES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,11 +64,68 @@ def test_seeded_runs_are_deterministic(tmp_path):
     (["--target", "cifar10"], "--target"),
     (["--source", "emnist"], "--source"),
     (["--architecture", "resnet"], "--architecture"),
+    (["--batch_size", "0"], "--batch_size must be at least 2"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1"),
+    (["--learning_rate", "0"], "--learning_rate must be positive"),
+    (["--aug_invert", "2"], "--aug_invert is a probability"),
+    (["--confidence_threshold", "1.5"], "--confidence_threshold is a probability"),
+    (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
+    (["--aug_scale", "1.5", "1.1"], "--aug_scale needs 0 < LOW <= HIGH"),
+    (["--eval_every", "0"], "--eval_every must be at least 1"),
 ])
 def test_bad_arguments(argv, message, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         train_dann.parse_args(argv)
+    assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_user_error_in_main_is_one_line_and_exit_2(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, str(REPO / "training" / "train_dann.py"), "--output_dir", str(tmp_path),
+                           "--batch_size", "100000", "--num_threads", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --batch_size 100000 exceeds")
+
+
+def test_mean_teacher_resumes_exactly(tmp_path):
+    # constant learning rate: the annealed one depends on --epochs, which differs between the two calls;
+    # threshold 0: the pseudo-label term is active from the first step
+    common = ["--mode", "mean_teacher", "--batch_size", 32, "--steps_per_epoch", 2, "--augment",
+              "--confidence_threshold", 0.0]
+    straight = train(tmp_path / "straight", "--epochs", 2, *common)
+    train(tmp_path / "resumed", "--epochs", 1, *common)
+    resumed = train(tmp_path / "resumed", "--epochs", 2, "--resume_from_checkpoint", "latest", *common)
+    strip = [{k: v for k, v in h.items() if k != "elapsed_s"} for h in straight["history"]]
+    assert [{k: v for k, v in h.items() if k != "elapsed_s"} for h in resumed["history"]] == strip
+    assert straight["history"][0]["pseudo_label_fraction"] == 1.0
+    a = DANNModel.from_pretrained(tmp_path / "straight").state_dict()
+    b = DANNModel.from_pretrained(tmp_path / "resumed").state_dict()
+    assert all(torch.equal(a[key], b[key]) for key in a)  # the teacher was restored, not restarted
+
+
+def test_save_model_publishes_all_files_or_none(tmp_path):
+    from training.dann_output import save_model
+
+    folder = tmp_path / "run"
+    (folder / "checkpoints" / "checkpoint_0").mkdir(parents=True)
+    (folder / "checkpoints" / "checkpoint_0" / "state.bin").write_bytes(b"state")
+    old = DANNModel(DANNConfig(temperature=1.0))
+    save_model(old, folder, "card 1", {"run": 1})
+    old_weights = (folder / "model.safetensors").read_bytes()
+    new = DANNModel(DANNConfig(temperature=2.0))
+    with pytest.raises(TypeError):  # the metrics cannot be written after the weights already were
+        save_model(new, folder, "card 2", {"run": object()})
+    assert (folder / "model.safetensors").read_bytes() == old_weights
+    assert json.loads((folder / "config.json").read_text())["temperature"] == 1.0
+    assert (folder / "README.md").read_text() == "card 1"
+    save_model(new, folder, "card 2", {"run": 2})
+    assert json.loads((folder / "config.json").read_text())["temperature"] == 2.0
+    assert (folder / "checkpoints" / "checkpoint_0" / "state.bin").read_bytes() == b"state"  # kept for resuming
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no staging folder left behind
 
 
 def write_svhn_mat(path: Path, per_class: int, seed: int):
@@ -88,21 +146,39 @@ def test_svhn_target_from_mat_files(tmp_path):
     assert math.isfinite(result["history"][0]["loss"])
 
 
-def test_two_cpu_processes_join_one_group(tmp_path):
+def dann_lr(learning_rate, steps_done, total_steps):
+    """Ganin et al.'s annealing after `steps_done` optimiser steps: mu_0 / (1 + 10 p)^0.75."""
+    return learning_rate * (1 + 10 * steps_done / total_steps) ** -0.75
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lr_schedule_counts_optimiser_steps_in_every_mode(tmp_path, mode):
+    result = train(tmp_path, "--mode", mode, "--epochs", 2, "--steps_per_epoch", 2, "--batch_size", 32,
+                   "--lr_schedule", "dann", "--learning_rate", 0.01)
+    assert [h["learning_rate"] for h in result["history"]] == pytest.approx([dann_lr(0.01, 2, 4), dann_lr(0.01, 4, 4)])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_two_cpu_processes_join_one_group_and_keep_the_schedule(tmp_path, mode):
+    """accelerate steps a prepared scheduler once per process unless told otherwise: on 2 processes the
+    learning rate after 2 of 4 steps was 0.1656 x mu_0 (the end-of-run value) instead of 6^-0.75 = 0.2608."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO / "training" / "train_dann.py"), "--output_dir", str(tmp_path), "--epochs", "1",
-               "--steps_per_epoch", "2", "--batch_size", "32", "--num_threads", "1"]
+               str(REPO / "training" / "train_dann.py"), "--output_dir", str(tmp_path), "--epochs", "2",
+               "--steps_per_epoch", "2", "--batch_size", "32", "--num_threads", "1", "--mode", mode,
+               "--lr_schedule", "dann", "--learning_rate", "0.01"]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
     assert torch.isfinite(torch.tensor(metrics["history"][0]["loss"]))
+    assert metrics["history"][0]["learning_rate"] == pytest.approx(dann_lr(0.01, 2, 4))
+    assert metrics["history"][1]["learning_rate"] == pytest.approx(dann_lr(0.01, 4, 4))
 
 
 def test_augmentations_on_tensors():
-    from training.dann_data import holdout_last_per_class, random_affine, random_invert
+    from training.dann_data import holdout_last_per_class, random_affine, random_invert, random_resample
 
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(6, 3, 28, 28) * 2 - 1
@@ -113,6 +189,25 @@ def test_augmentations_on_tensors():
     assert int((zoomed > 0).sum()) == pytest.approx(4 * int((square > 0).sum()), rel=0.2)
     assert torch.equal(random_invert(images, generator, 1.0), -images)
     assert torch.equal(random_invert(images, generator, 0.0), images)
+
+    # per channel: every channel flipped on its own; probability 1 flips all of them
+    assert torch.equal(random_invert(images, generator, 1.0, per_channel=True), -images)
+    mixed = random_invert(images.abs(), torch.Generator().manual_seed(3), 0.5, per_channel=True)
+    signs = mixed.sign().flatten(2)
+    assert torch.all(signs == signs[:, :, :1])  # one sign per channel of each image
+    assert len({tuple(row) for row in signs[:, :, 0].tolist()}) > 1  # ...differing between images and channels
+
+    # resampling: probability 0 is the identity; a checkerboard of 4x4 blocks survives a 14-px trip exactly
+    # when it comes back by nearest-neighbour, and comes back blurred when it comes back by bilinear
+    assert torch.equal(random_resample(images, generator, 0.0), images)
+    blocks = (torch.arange(28) // 4)
+    board = ((blocks[:, None] + blocks[None, :]) % 2).float().expand(16, 3, 28, 28) * 2 - 1
+    back = random_resample(board, torch.Generator().manual_seed(0), 1.0, sizes=(14, 14))
+    exact = (back == board).flatten(1).all(dim=1)
+    assert 0 < int(exact.sum()) < 16  # both upscaling modes are drawn
+    assert back[~exact].abs().min() < 1.0  # bilinear leaves values between the two colours
+    blurred = random_resample(images, torch.Generator().manual_seed(0), 1.0, sizes=(12, 12))
+    assert blurred.shape == images.shape and not torch.allclose(blurred, images)
 
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     assert holdout_last_per_class(labels, 1).tolist() == [False, False, False, False, True, True]

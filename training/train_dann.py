@@ -1,27 +1,28 @@
-"""Train a DANN digit classifier: source-only, domain-adversarial, or target-only (the upper bound).
+"""Train a DANN digit classifier: source-only, domain-adversarial, mean teacher, or target-only (the upper bound).
 
-    accelerate launch training/train_dann.py --source mnistm --target usps --mode dann \
+    accelerate launch training/train_dann.py --source mnistm --target usps --mode mean_teacher \
         --source_dir ../shared/data/mnistm --target_dir ../shared/data/usps --output_dir runs/dann-mnistm-usps
 
 With no arguments it trains for a few seconds on the embedded MNIST-M / USPS subsets (CPU smoke run).
 Two CPU processes: `accelerate launch --multi_gpu --num_processes 2 training/train_dann.py ...`.
 
-Every split is decoded once into uint8 tensors kept on the training device; batches are index slices and
-augmentation is one batched `grid_sample`, so there is no DataLoader. Each step (Ganin et al., 2016, alg. 1):
-  1. features of a source batch and a target batch, passed together (BatchNorm sees both domains);
-  2. cross-entropy of the label predictor on the labelled batch;
-  3. in `dann` mode, BCE-with-logits of the domain classifier behind a gradient reversal layer whose
-     lambda_p = 2 / (1 + exp(-10 p)) - 1 grows with the training progress p, plus optional entropy
-     minimisation of the target predictions (weighted by lambda_p as well).
+Every split is decoded once into uint8 tensors kept on the training device (training/dann_data.py); batches
+are index slices and augmentation is one batched `grid_sample`, so there is no DataLoader. Each step:
+  1. a labelled batch (augmented with --augment) and, in `dann` / `mean_teacher` mode, an unlabelled target
+     batch, passed through the network together (BatchNorm sees both domains);
+  2. cross-entropy of the label predictor on the labelled rows;
+  3. `dann`: BCE of the domain classifier behind the gradient reversal, lambda_p = 2 / (1 + exp(-10 p)) - 1
+     (Ganin et al., 2016, alg. 1), plus optional target entropy; `mean_teacher`: the student sees an
+     augmented target view and learns the confident hard labels of a moving-average teacher on the plain
+     view. The loss terms are in training/dann_methods.py, the evaluation in training/dann_evaluation.py.
+After training: AdaBN on the target (--adapt_bn), a softmax temperature fitted on source validation images,
+and a Hub-style folder (weights, config, card, metrics) written atomically.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from accelerate.logging import get_logger
 from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from adapters import DIGIT_DATASETS, to_model_range
-from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig, DANNModel, dann_lambda
+from adapters import to_model_range
+from pipelines.command_line import run_command
+from pipelines.dann.modeling_dann import DANNConfig, DANNModel, dann_lambda
 from pipelines.hub.cards import (
     accuracy_result,
     build_card,
@@ -41,60 +43,23 @@ from pipelines.hub.cards import (
     classifier_usage_snippets,
     usage_section,
 )
-from training.dann_data import load_splits, random_affine, random_invert
+from training.dann_args import parse_args
+from training.dann_data import augment, load_splits
+from training.dann_evaluation import accuracy, final_metrics
+from training.dann_methods import (
+    MODES,
+    domain_loss,
+    ema_update,
+    entropy_loss,
+    make_teacher,
+    pseudo_label_loss,
+    teacher_logits,
+)
+from training.dann_output import save_model, training_command
+
+__all__ = ["MODES", "main", "model_card", "parse_args"]
 
 logger = get_logger(__name__)
-
-MODES = ("source_only", "dann", "target_only")
-
-
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--source", default="mnistm", help=f"source dataset, one of {sorted(DIGIT_DATASETS)}")
-    parser.add_argument("--target", default="usps", help=f"target dataset, one of {sorted(DIGIT_DATASETS)}")
-    parser.add_argument("--source_dir", default=None, help="local copy of the source (default: embedded subset)")
-    parser.add_argument("--target_dir", default=None, help="local copy of the target (default: embedded subset)")
-    parser.add_argument("--mode", default="dann", help=f"one of {MODES}")
-    parser.add_argument("--architecture", default="improved", help=f"one of {ARCHITECTURES}")
-    parser.add_argument("--input_normalization", default="grey", choices=list(INPUT_NORMALIZATIONS),
-                        help="improved architecture: grey or per-channel per-image standardisation")
-    parser.add_argument("--output_dir", default="runs/dann-smoke")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps_per_epoch", type=int, default=None,
-                        help="cap on steps per epoch (default: one pass over the labelled training set)")
-    parser.add_argument("--batch_size", type=int, default=64, help="labelled images per step, all processes together")
-    parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam; the report used 3e-4")
-    parser.add_argument("--lr_schedule", default="constant", choices=["constant", "dann"],
-                        help="dann: mu_p = mu_0 / (1 + 10 p)^0.75 (Ganin et al.)")
-    parser.add_argument("--weight_decay", type=float, default=0.0)
-    parser.add_argument("--augment", action="store_true", help="random rotation/zoom/shift of the training images")
-    parser.add_argument("--aug_rotation", type=float, default=15.0)
-    parser.add_argument("--aug_scale", type=float, nargs=2, default=(0.9, 1.5))
-    parser.add_argument("--aug_translate", type=float, default=0.1)
-    parser.add_argument("--aug_invert", type=float, default=0.0,
-                        help="probability of inverting a training image (digit polarity), with --augment")
-    parser.add_argument("--entropy_weight", type=float, default=0.0, help="target entropy minimisation (dann mode)")
-    parser.add_argument("--lambda_gamma", type=float, default=10.0)
-    parser.add_argument("--lambda_max", type=float, default=1.0)
-    parser.add_argument("--holdout_per_class", type=int, default=100,
-                        help="validation images per class held out of train when a dataset has no validation split")
-    parser.add_argument("--adapt_bn", action="store_true",
-                        help="after training, re-estimate BatchNorm statistics on the unlabelled target train images")
-    parser.add_argument("--eval_batch_size", type=int, default=1024)
-    parser.add_argument("--mixed_precision", default="no", choices=["no", "fp16", "bf16"])
-    parser.add_argument("--checkpoint_every", type=int, default=1, help="save the training state every N epochs")
-    parser.add_argument("--checkpoints_total_limit", type=int, default=2)
-    parser.add_argument("--resume_from_checkpoint", default=None, help='"latest" or a checkpoint folder')
-    parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads per process")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    for flag, value, allowed in (("mode", args.mode, MODES), ("architecture", args.architecture, ARCHITECTURES),
-                                 ("source", args.source, DIGIT_DATASETS), ("target", args.target, DIGIT_DATASETS)):
-        if value not in allowed:
-            parser.error(f"unknown --{flag} {value!r}; choose one of {sorted(allowed)}")
-    if args.epochs < 1 or args.batch_size < 2:
-        parser.error("--epochs must be >= 1 and --batch_size >= 2")
-    return args
 
 
 class TrainingState:
@@ -112,48 +77,6 @@ class TrainingState:
         self.history = json.loads(state["history"])
 
 
-@torch.no_grad()
-def accuracy(model, images_u8: torch.Tensor, labels: torch.Tensor, batch_size: int) -> float:
-    predictions = model.predict(to_model_range(images_u8), batch_size=batch_size)
-    return (predictions == labels).float().mean().item()
-
-
-@torch.no_grad()
-def adapt_batchnorm(model, images_u8: torch.Tensor, batch_size: int) -> None:
-    """AdaBN (Li et al., 2016): re-estimate every BatchNorm's statistics on the target images alone.
-
-    Training mixes source and target in each batch, so the running statistics describe the mixture;
-    at test time only the target is seen. Dropout stays off so that it does not inflate the variances.
-    """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average over all batches
-    model.eval()
-    for norm in norms:
-        norm.train()
-    for chunk in images_u8.split(batch_size):
-        model(to_model_range(chunk))
-    for norm in norms:
-        norm.momentum = 0.1
-    model.eval()
-
-
-def training_command(args) -> str:
-    """The command line that reproduces a run from its parsed arguments."""
-    parts = ["accelerate launch training/train_dann.py"]
-    for key, value in vars(args).items():
-        if value is None or value is False or key == "resume_from_checkpoint":
-            continue
-        if value is True:
-            parts.append(f"--{key}")
-        elif isinstance(value, (list, tuple)):
-            parts.append(f"--{key} " + " ".join(str(v) for v in value))
-        else:
-            parts.append(f"--{key} {value}")
-    return " \\\n    ".join(parts)
-
-
 def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_processes: int) -> str:
     settings = {k: v for k, v in vars(args).items() if k not in ("output_dir", "resume_from_checkpoint")}
     adapt_row = ""
@@ -165,7 +88,8 @@ def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_p
         scale_note = (f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
                       f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
                       "own scale is low by design.\n\n")
-    rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h['target_val_accuracy']:.4f} |" for h in history)
+    rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h.get('target_val_accuracy', float('nan')):.4f} |"
+                     for h in history)
     data = classifier_card_data(
         f"dann-{args.source}-{args.target}-{args.mode}", [args.source, args.target],
         [accuracy_result(args.target, "validation", final["target_val_accuracy"])],
@@ -215,27 +139,17 @@ Data folders as in the project's shared data:
     return str(build_card(data, body))
 
 
-def save_model(model: DANNModel, output_dir: Path, card: str, metrics: dict) -> None:
-    """Write weights, config, card and metrics to a temporary folder, then move each file into place."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".tmp-") as tmp:
-        model.save_pretrained(tmp)
-        (Path(tmp) / "README.md").write_text(card)
-        (Path(tmp) / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        # everything save_pretrained wrote: weights, config, the model's code and its image processor
-        for name in sorted(p.name for p in Path(tmp).iterdir()):
-            os.chmod(Path(tmp) / name, 0o644)
-            os.replace(Path(tmp) / name, output_dir / name)
-
-
 def main(args):
     start = time.perf_counter()
-    # Without CUDA, cpu=True makes processes started by `accelerate launch --multi_gpu` join one gloo group.
     accelerator = Accelerator(
+        # Without CUDA, cpu=True makes processes started by `accelerate launch --multi_gpu` join one gloo group.
         cpu=not torch.cuda.is_available(),
-        # source_only / target_only never use the domain classifier; DDP must be told.
+        # Only dann mode uses the domain classifier; DDP must be told about parameters without gradients.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.mode != "dann")],
         mixed_precision=args.mixed_precision,
+        # A prepared scheduler otherwise steps once per PROCESS at every optimiser step (accelerate assumes
+        # the schedule counts single-process batches); ours counts optimiser steps, so step it once.
+        step_scheduler_with_optimizer=False,
         project_config=ProjectConfiguration(
             project_dir=args.output_dir, automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
         ),
@@ -257,10 +171,10 @@ def main(args):
     source = load_splits(args.source, args.source_dir, holdout_per_class=args.holdout_per_class).to(device)
     target = load_splits(args.target, args.target_dir, holdout_per_class=args.holdout_per_class).to(device)
     labelled = target if args.mode == "target_only" else source
+    uses_target = args.mode in ("dann", "mean_teacher")
     logger.info(f"source {args.source}: train {len(source.train_labels)}, validation {len(source.val_labels)}; "
                 f"target {args.target}: train {len(target.train_labels)}, validation {len(target.val_labels)} "
                 f"({target.val_note}); mode {args.mode}, {world} process(es)", main_process_only=True)
-
     steps_per_epoch = len(labelled.train_labels) // args.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"--batch_size {args.batch_size} exceeds the {len(labelled.train_labels)} training images")
@@ -268,25 +182,30 @@ def main(args):
         steps_per_epoch = min(steps_per_epoch, args.steps_per_epoch)
     total_steps = steps_per_epoch * args.epochs
 
-    # 2. model and optimiser
+    # 2. model, optimiser, schedule; the mean teacher is a plain copy outside DDP (it never gets gradients)
     config = DANNConfig(architecture=args.architecture, input_normalization=args.input_normalization,
                         lambda_gamma=args.lambda_gamma, lambda_max=args.lambda_max)
     model = DANNModel(config)
+    teacher = make_teacher(model).to(device) if args.mode == "mean_teacher" else None
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     lr_lambda = (lambda step: 1.0) if args.lr_schedule == "constant" else (
         lambda step: (1.0 + 10.0 * step / total_steps) ** -0.75)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    unwrapped = accelerator.unwrap_model(model)
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
+    if teacher is not None:
+        accelerator.register_for_checkpointing(teacher)
 
     checkpoints = Path(args.output_dir, "checkpoints")
-    if not args.resume_from_checkpoint and checkpoints.is_dir() and any(checkpoints.iterdir()):
+    has_checkpoints = checkpoints.is_dir() and any(checkpoints.iterdir())
+    if not args.resume_from_checkpoint and has_checkpoints:
         raise FileExistsError(f"{checkpoints} already holds checkpoints: pass --resume_from_checkpoint latest "
                               "to continue that run, or choose another --output_dir")
     if args.resume_from_checkpoint:
         path = None if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
-        if path is None and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
+        if path is None and not has_checkpoints:
             logger.info(f"no checkpoint in {checkpoints}; starting from scratch")
         else:
             accelerator.load_state(path)
@@ -295,9 +214,8 @@ def main(args):
             logger.info(f"resumed at epoch {state.epoch}")
 
     # 3. training loop
-    progress = tqdm(total=total_steps, initial=state.epoch * steps_per_epoch, desc="dann",
-                    disable=not accelerator.is_local_main_process)
-    unwrapped = accelerator.unwrap_model(model)
+    progress = tqdm(total=total_steps, initial=state.epoch * steps_per_epoch, desc=args.mode,
+                    disable=not accelerator.is_local_main_process, mininterval=30)
     while state.epoch < args.epochs:
         epoch = state.epoch
         model.train()
@@ -306,84 +224,75 @@ def main(args):
         order = torch.randperm(len(labelled.train_labels), generator=generator, device=device)
         target_order = torch.randperm(len(target.train_labels), generator=generator, device=device)
         loss_sum = torch.zeros((), device=device)  # summed on the device: no GPU sync per step
+        passed_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
-            global_step = epoch * steps_per_epoch + step
-            p = global_step / total_steps
+            p = (epoch * steps_per_epoch + step) / total_steps
             rows = order[step * args.batch_size:(step + 1) * args.batch_size][rank::world]
-            images = to_model_range(labelled.train_images[rows])
-            labels = labelled.train_labels[rows]
-            with accelerator.accumulate(model):
-                if args.augment:
-                    images = random_affine(images, generator, args.aug_rotation, tuple(args.aug_scale),
-                                           args.aug_translate)
-                    if args.aug_invert > 0:
-                        images = random_invert(images, generator, args.aug_invert)
-                if args.mode == "dann":
-                    # target rows cycle through a per-epoch permutation of the (unlabelled) target set
-                    start_row = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
-                    t_rows = target_order[start_row:start_row + args.batch_size][rank::world]
-                    target_images = to_model_range(target.train_images[t_rows])
-                    lambda_p = dann_lambda(p, args.lambda_gamma, args.lambda_max)
-                    out = model(torch.cat([images, target_images]), grl_coeff=lambda_p)
-                    n = len(images)
-                    class_loss = F.cross_entropy(out.logits[:n], labels)
-                    # domain label 0 = source, 1 = target
-                    domains = torch.cat([torch.zeros(n, device=device), torch.ones(len(target_images), device=device)])
-                    domain_loss = F.binary_cross_entropy_with_logits(out.domain_logits.float(), domains)
-                    loss = class_loss + domain_loss
-                    if args.entropy_weight > 0:
-                        target_probs = out.logits[n:].float().softmax(dim=1)
-                        entropy = -(target_probs * target_probs.clamp_min(1e-8).log()).sum(dim=1).mean()
-                        loss = loss + args.entropy_weight * lambda_p * entropy
-                else:
-                    loss = F.cross_entropy(model(images).logits, labels)
-                accelerator.backward(loss)
-                optimizer.step()
-                lr_scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+            images, labels = to_model_range(labelled.train_images[rows]), labelled.train_labels[rows]
+            if args.augment:
+                images = augment(images, generator, args, args.aug_scale)
+            if uses_target:
+                # target rows cycle through a per-epoch permutation of the (unlabelled) target set
+                first = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
+                target_images = to_model_range(target.train_images[target_order[first:first + args.batch_size]
+                                                                   [rank::world]])
+            n = len(images)
+            if args.mode == "dann":
+                lambda_p = dann_lambda(p, args.lambda_gamma, args.lambda_max)
+                out = model(torch.cat([images, target_images]), grl_coeff=lambda_p)
+                loss = F.cross_entropy(out.logits[:n], labels) + domain_loss(out.domain_logits, n)
+                if args.entropy_weight > 0:
+                    loss = loss + args.entropy_weight * lambda_p * entropy_loss(out.logits[n:])
+            elif args.mode == "mean_teacher":
+                student_view = augment(target_images, generator, args, args.target_aug_scale)
+                out = model(torch.cat([images, student_view]))
+                pseudo, passed = pseudo_label_loss(out.logits[n:], teacher_logits(teacher, target_images),
+                                                   args.confidence_threshold)
+                loss = F.cross_entropy(out.logits[:n], labels) + args.consistency_weight * pseudo
+                passed_sum += passed
+            else:
+                loss = F.cross_entropy(model(images).logits, labels)
+            accelerator.backward(loss)
+            optimizer.step()
+            lr_scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if teacher is not None:
+                ema_update(teacher, unwrapped, args.ema_decay)
             loss_sum += loss.detach().float()
             progress.update(1)
-            if step % 50 == 0:
-                progress.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
 
-        # 4. validation on the target every epoch (every process gets the same numbers; no collective)
+        # 4. validation on the target every epoch, for the record only: no choice is made from it
         state.epoch = epoch + 1
-        record = {
-            "epoch": state.epoch,
-            "loss": loss_sum.item() / steps_per_epoch,
-            "target_val_accuracy": accuracy(unwrapped, target.val_images, target.val_labels, args.eval_batch_size),
-            "elapsed_s": time.perf_counter() - start,
-        }
+        evaluated = teacher if teacher is not None else unwrapped
+        record = {"epoch": state.epoch, "loss": loss_sum.item() / steps_per_epoch,
+                  "learning_rate": optimizer.param_groups[0]["lr"]}
+        if state.epoch % args.eval_every == 0 or state.epoch == args.epochs:
+            record["target_val_accuracy"] = accuracy(evaluated, target.val_images, target.val_labels,
+                                                     args.eval_batch_size)
+        record["elapsed_s"] = time.perf_counter() - start
+        if teacher is not None:
+            record["pseudo_label_fraction"] = passed_sum.item() / steps_per_epoch
         state.history.append(record)
-        logger.info(f"epoch {state.epoch}/{args.epochs}: loss {record['loss']:.4f}, "
-                    f"target val accuracy {record['target_val_accuracy']:.4f}", main_process_only=True)
+        logger.info(f"epoch {state.epoch}/{args.epochs}: " + ", ".join(
+            f"{key} {value:.4f}" for key, value in record.items() if key not in ("epoch", "elapsed_s")),
+            main_process_only=True)
         if state.epoch % args.checkpoint_every == 0 or state.epoch == args.epochs:
             accelerator.save_state()
     progress.close()
-
-    # 5. Hub-style output folder: weights + config + card + metrics
     accelerator.wait_for_everyone()
-    final = {"source": args.source, "target": args.target, "mode": args.mode, "architecture": args.architecture,
-             # measured before any BatchNorm re-estimation, which specialises the model to the target
-             "source_val_accuracy": accuracy(unwrapped, source.val_images, source.val_labels, args.eval_batch_size)}
-    if args.adapt_bn:
-        final["target_val_accuracy_before_adapt_bn"] = state.history[-1]["target_val_accuracy"]
-        adapt_batchnorm(unwrapped, target.train_images, args.eval_batch_size)
-    final.update({
-        "target_val_accuracy": accuracy(unwrapped, target.val_images, target.val_labels, args.eval_batch_size),
-        "target_val_note": target.val_note,
-        "images_seen": total_steps * args.batch_size,
-        "num_processes": world,
-        "wall_time_s": time.perf_counter() - start,
-        "history": state.history,
-    })
+
+    # 5. the final model (the teacher in mean_teacher mode: the average of the student's last weights)
+    final_model = unwrapped
+    if teacher is not None:
+        unwrapped.load_state_dict(teacher.state_dict())
+    final = final_metrics(final_model, args, source, target, state.history, total_steps, world, start)
     if accelerator.is_main_process:
         card = model_card(config, args, final, state.history, world)
-        save_model(unwrapped, Path(args.output_dir), card, final)
+        save_model(final_model, Path(args.output_dir), card, final)
         logger.info(f"saved {args.output_dir}: target val accuracy {final['target_val_accuracy']:.4f}")
     accelerator.end_training()
     return final
 
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_command(main, parse_args)

@@ -6,6 +6,10 @@ Every PNG or JPEG directly inside `--input_dir` (any size, grey, RGB or palette)
 resized to 28x28 with PIL bilinear, exactly as `adapters.decode_digits` prepared the training data.
 Files with other extensions are skipped with a warning; a .png/.jpg file that cannot be decoded is an
 error naming the file. Rows are sorted by file name.
+
+`--with_confidence` adds a `confidence` column: the top probability of softmax(logits / T), with the
+temperature T stored in the model's config.json (fitted by training/train_dann.py on source validation
+images; 1.0 for a model trained before calibration existed, i.e. the raw softmax).
 """
 
 from __future__ import annotations
@@ -49,27 +53,35 @@ def load_pixel_values(paths: list[Path], image_size: int = 28) -> torch.Tensor:
     return digit_pixel_values([read_image_file(path) for path in paths], image_size)
 
 
-def predict_folder(model: DANNModel, input_dir, batch_size: int = 512) -> list[tuple[str, int]]:
-    """(file name, predicted digit) for every image of the folder, sorted by file name."""
+@torch.no_grad()
+def predict_folder(model: DANNModel, input_dir, batch_size: int = 512) -> list[tuple[str, int, float]]:
+    """(file name, predicted digit, calibrated confidence) for every image of the folder, sorted by name."""
     paths = list_images(input_dir)
-    labels = []
+    rows = []
     device = next(model.parameters()).device
+    temperature = float(getattr(model.config, "temperature", 1.0))
+    model.eval()
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
         pixel_values = load_pixel_values(chunk, model.config.image_size).to(device)
-        labels += model.predict(pixel_values, batch_size=batch_size).tolist()
-    return [(path.name, int(label)) for path, label in zip(paths, labels)]
+        confidence, labels = (model(pixel_values).logits.float() / temperature).softmax(dim=1).max(dim=1)
+        rows += [(path.name, int(label), float(conf)) for path, label, conf in zip(chunk, labels, confidence)]
+    return rows
 
 
-def write_predictions(rows: list[tuple[str, int]], output_csv) -> None:
-    """CSV with header image_name,label, written to a temporary file then moved into place."""
+def write_predictions(rows: list[tuple[str, int, float]], output_csv, with_confidence: bool = False) -> None:
+    """CSV with header image_name,label (and confidence), written to a temporary file then moved into place."""
     output_csv = Path(output_csv)
     output_csv.parent.mkdir(parents=True, exist_ok=True)
     temporary = output_csv.with_name(f".{output_csv.name}.tmp{os.getpid()}")
     with open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_name", "label"])
-        writer.writerows(rows)
+        if with_confidence:
+            writer.writerow(["image_name", "label", "confidence"])
+            writer.writerows((name, label, f"{confidence:.4f}") for name, label, confidence in rows)
+        else:
+            writer.writerow(["image_name", "label"])
+            writer.writerows((name, label) for name, label, _ in rows)
     os.replace(temporary, output_csv)
 
 
@@ -78,18 +90,23 @@ def parse_args(argv=None):
     parser.add_argument("--pretrained", required=True, help="folder (or Hub id) written by training/train_dann.py")
     parser.add_argument("--input_dir", required=True, help="folder of PNG/JPEG digit images")
     parser.add_argument("--output_csv", required=True, help="where to write image_name,label")
+    parser.add_argument("--with_confidence", action="store_true",
+                        help="add a confidence column: top softmax probability at the model's fitted temperature")
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be at least 1, got {args.batch_size}")
+    return args
 
 
-def main(args) -> list[tuple[str, int]]:
+def main(args) -> list[tuple[str, int, float]]:
     pretrained = Path(args.pretrained)
     if pretrained.exists() and not (pretrained / "config.json").exists():
         raise FileNotFoundError(f"{pretrained} has no config.json: not a folder written by DANNModel.save_pretrained")
     model = DANNModel.from_pretrained(args.pretrained).to(args.device)
     rows = predict_folder(model, args.input_dir, args.batch_size)
-    write_predictions(rows, args.output_csv)
+    write_predictions(rows, args.output_csv, args.with_confidence)
     logger.info("wrote %d predictions to %s", len(rows), args.output_csv)
     return rows
 

@@ -1,0 +1,78 @@
+"""Score a saved DANN folder: target validation accuracy (bilinear and nearest-neighbour resizing) and calibration.
+
+    python -m training.report.dann_checkpoint --pretrained hub_cards/dann-mnistm-usps --source mnistm \
+        --target usps --source_dir ../shared/data/mnistm --target_dir ../shared/data/usps \
+        --output_json docs/figures/dann/shipped-mnistm-usps.json -- --augment --aug_scale 1.1 1.7 ...
+
+The flags after `--` describe the training augmentation (train_dann's flags): the temperature it would be given
+is fitted on source validation images so augmented, never on target labels. Target labels only score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from adapters import to_model_range
+from pipelines.command_line import run_command
+from pipelines.dann.modeling_dann import DANNModel
+from training.dann_args import parse_args as parse_train_args
+from training.dann_data import augment, load_splits
+from training.dann_evaluation import (
+    eval_logits,
+    expected_calibration_error,
+    fit_temperature,
+    logits_with_own_statistics,
+    validation_resized,
+)
+
+
+def parse_args(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--pretrained", required=True)
+    parser.add_argument("--output_json", default=None)
+    args, rest = parser.parse_known_args(own)
+    args.train = parse_train_args(rest + (argv[argv.index("--") + 1:] if "--" in argv else []))
+    return args
+
+
+@torch.no_grad()
+def main(args) -> dict:
+    train = args.train
+    if not Path(args.pretrained, "config.json").exists():
+        raise FileNotFoundError(f"{args.pretrained} has no config.json: not a folder written by save_pretrained")
+    model = DANNModel.from_pretrained(args.pretrained).eval()
+    source = load_splits(train.source, train.source_dir)
+    target = load_splits(train.target, train.target_dir)
+    calibration = to_model_range(source.val_images)
+    if train.augment:
+        calibration = augment(calibration, torch.Generator().manual_seed(train.seed), train, train.aug_scale)
+    temperature = fit_temperature(logits_with_own_statistics(model, calibration, 1024), source.val_labels)
+    logits = eval_logits(model, target.val_images, 1024)
+    result = {
+        "pretrained": str(args.pretrained),
+        "target_val_accuracy": (logits.argmax(1) == target.val_labels).float().mean().item(),
+        "stored_temperature": float(model.config.temperature),
+        "target_val_ece_at_stored_temperature": expected_calibration_error(
+            (logits / model.config.temperature).softmax(1), target.val_labels),
+        "fitted_temperature_on_source_validation": temperature,
+        "target_val_ece_at_fitted_temperature": expected_calibration_error((logits / temperature).softmax(1),
+                                                                           target.val_labels),
+    }
+    if train.target_dir:
+        images, labels = validation_resized(train.target, train.target_dir, "nearest")
+        nearest = eval_logits(model, images, 1024)
+        result["target_val_accuracy_nearest_resize"] = (nearest.argmax(1) == labels).float().mean().item()
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_command(main, parse_args), indent=2))
