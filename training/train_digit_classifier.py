@@ -159,7 +159,7 @@ A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU lay
 - Data: {num_train:,} images of the {args.dataset} train split ({source}), resized to
   {args.image_size}x{args.image_size} with bilinear filtering, scaled to [-1, 1].
 - Augmentation: random shifts of up to {args.max_shift:g} px and rotations of up to {args.max_rotation:g}
-  degrees (reflected borders); no flips.
+  degrees (edges padded with replicated border pixels); no flips.
 - AdamW, learning rate {args.learning_rate:g} ({args.lr_scheduler} schedule, warm-up over
   {args.lr_warmup_fraction:.0%} of the steps), weight decay {args.weight_decay:g}, batch {args.train_batch_size},
   {args.num_epochs} epochs, seed {args.seed}.
