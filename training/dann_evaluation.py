@@ -89,7 +89,8 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float = 0.0
         raise ValueError("cannot fit a temperature on zero examples")
     grid = torch.logspace(math.log10(low), math.log10(high), points)
     nll = torch.stack([F.cross_entropy(logits.float() / t, labels) for t in grid])
-    return float(grid[int(nll.argmin())])
+    # logspace's float32 end points can land a hair outside [low, high]
+    return min(max(float(grid[int(nll.argmin())]), low), high)
 
 
 def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:

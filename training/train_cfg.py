@@ -142,6 +142,11 @@ def run_summary(args, result, num_images: int, num_params: int, accelerator) -> 
 def main(args: argparse.Namespace) -> TrainResult:
     start = time.perf_counter()  # the wall-time budget counts data loading too
     output_dir = args.output_dir
+    # Read the data before anything is created on disk: a bad --train_data must leave no output folder behind.
+    dataset = load_digits("mnistm", source=args.train_data, split="train")
+    images, labels = decode_digits(dataset, image_size=args.resolution)
+    if args.max_train_images is not None:
+        images, labels = images[: args.max_train_images], labels[: args.max_train_images]
     # Without CUDA, cpu=True makes `accelerate launch --multi_gpu` / torchrun processes join one gloo group.
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -158,11 +163,7 @@ def main(args: argparse.Namespace) -> TrainResult:
         output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.init_trackers("train", config={k: str(v) for k, v in vars(args).items()})
 
-    # 1. data: decoded once, kept on the training device as uint8; a batch is an index into it
-    dataset = load_digits("mnistm", source=args.train_data, split="train")
-    images, labels = decode_digits(dataset, image_size=args.resolution)
-    if args.max_train_images is not None:
-        images, labels = images[: args.max_train_images], labels[: args.max_train_images]
+    # 1. data: decoded once (above), kept on the training device as uint8; a batch is an index into it
     images, labels = images.to(device), labels.to(device)
 
     # 2. model, EMA (the sampling weights; warm-up so the random init fades fast), optimizer, schedule

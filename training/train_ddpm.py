@@ -192,6 +192,8 @@ subfolder="unet")` and `DDIMScheduler.from_pretrained(folder, subfolder="schedul
 def main(args: argparse.Namespace) -> TrainResult:
     start = time.perf_counter()  # the wall-time budget counts data loading too
     output_dir = args.output_dir
+    # Read the data before anything is created on disk: a bad --train_data must leave no output folder behind.
+    images = load_training_images(args.train_data, args.resolution, args.channels)
     # Without CUDA, cpu=True makes `accelerate launch --multi_gpu` / torchrun processes join one gloo group.
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
@@ -208,8 +210,8 @@ def main(args: argparse.Namespace) -> TrainResult:
         output_dir.mkdir(parents=True, exist_ok=True)
         accelerator.init_trackers("train", config={k: str(v) for k, v in vars(args).items()})
 
-    # 1. data: decoded once, kept on the training device as uint8; a batch is an index into it
-    images = load_training_images(args.train_data, args.resolution, args.channels).to(device)
+    # 1. data: decoded once (above), kept on the training device as uint8; a batch is an index into it
+    images = images.to(device)
 
     # 2. model, EMA (the sampling weights; warm-up so the random init fades fast), optimizer, schedule
     torch.manual_seed(args.seed)

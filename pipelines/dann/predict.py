@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from adapters import digit_pixel_values, read_image_file
-from pipelines.command_line import run_command
+from pipelines.command_line import check_pretrained, run_command
 from pipelines.dann.modeling_dann import DANNModel
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ def parse_args(argv=None):
 
 
 def main(args) -> list[tuple[str, int, float]]:
+    check_pretrained(args.pretrained)
     pretrained = Path(args.pretrained)
     if pretrained.exists() and not (pretrained / "config.json").exists():
         raise FileNotFoundError(f"{pretrained} has no config.json: not a folder written by DANNModel.save_pretrained")
