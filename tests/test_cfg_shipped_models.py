@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from huggingface_hub import ModelCard
 
 from pipelines import ConditionalDDPMPipeline, DigitClassifier, make_scheduler
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import default_inference_steps
 from training import cfg_card
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,13 +58,20 @@ def card_fast_steps(card: ModelCard) -> int:
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_fast_sampler_draws_recognisable_digits(name, classifier):
-    """20 images, 2 of each digit, DPM-Solver 10 steps: a broken or untrained model gets about 2 of 20 right."""
+def test_default_call_draws_recognisable_digits_with_the_fast_sampler(name, classifier):
+    """`pipe(digit=..., guidance=2.0)` as loaded: the folder's DPM-Solver++ with its default 10 steps.
+
+    20 images, 2 of each digit: a broken or untrained model gets about 2 of 20 right.
+    """
     pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / name)
-    pipe.scheduler = make_scheduler("dpm", pipe.scheduler.config)
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+    steps = []
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(digit=list(range(10)), guidance=2.0, num_images_per_digit=2, num_inference_steps=10,
-               generator=torch.Generator().manual_seed(1))
+    out = pipe(digit=list(range(10)), guidance=2.0, num_images_per_digit=2,
+               generator=torch.Generator().manual_seed(1),
+               callback_on_step_end=lambda pipe, i, t, kwargs: steps.append(int(t)) or {})
+    assert len(steps) == 10 and steps[0] == 399
     predictions = classifier.predict(classifier.images_to_tensor(out.images))
     correct = int((predictions == torch.tensor(out.labels)).sum())
     assert correct >= 17, f"{name}: only {correct} of 20 digits recognised"
@@ -79,3 +88,20 @@ def test_multistep_samplers_run_with_a_generator_and_are_deterministic(sampler):
     assert runs[0].shape == (1, 28, 28, 3)
     assert (runs[0] == runs[1]).all()
     assert pipe.scheduler.timesteps[0] == 399  # trailing spacing starts at pure noise
+
+
+def test_course_samplers_keep_their_timesteps_whatever_the_folder_stores():
+    """The shipped folders store DPM-Solver++ (trailing); DDPM and DDIM built from it keep the course's leading
+    timesteps, the same as from the training DDPMScheduler, and `None` steps mean all 400 for DDPM."""
+    pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / "cfg-mnistm-small")
+    trained = DDPMScheduler(num_train_timesteps=400)
+    for name, scheduler_class, steps in (("ddim", DDIMScheduler, 50), ("ddpm", DDPMScheduler, 400)):
+        from_folder = make_scheduler(name, pipe.scheduler.config)
+        from_training = scheduler_class.from_config(trained.config)
+        assert isinstance(from_folder, scheduler_class)
+        assert default_inference_steps(from_folder) == steps
+        from_folder.set_timesteps(steps)
+        from_training.set_timesteps(steps)
+        assert from_folder.timesteps.tolist() == from_training.timesteps.tolist()
+        torch.testing.assert_close(from_folder.alphas_cumprod, from_training.alphas_cumprod, rtol=0, atol=0)
+    assert default_inference_steps(pipe.scheduler) == 10

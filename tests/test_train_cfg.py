@@ -113,6 +113,9 @@ def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
     pipe = ConditionalDDPMPipeline.from_pretrained(tmp_path / "resumed")
     assert pipe.unet.config.num_class_embeds == 11 and pipe.config.null_class_id == 10
     assert pipe.scheduler.config.num_train_timesteps == 400
+    # the exported default sampler is the fast one, on the trained schedule
+    assert type(pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert pipe.scheduler.config.beta_end == 0.02 and pipe.scheduler.config.timestep_spacing == "trailing"
     card = ModelCard.load(tmp_path / "resumed" / "README.md")
     assert card.data.library_name == "diffusers" and card.data.datasets == ["Mike0307/MNIST-M"]
     assert "![samples](samples.png)" in card.text and "--max_train_steps 4" in card.text
