@@ -5,9 +5,12 @@
 
 Each file is a 28x28 RGB PNG (the model's sample size) whose name starts with its digit, the layout the
 course's digit classifier grades. `--guidance` is the report's w (diffusers' guidance_scale = 1 + w).
-Each digit draws its noise from its own generator, seeded by (`--seed`, digit), and batches never mix
-digits, so the images of a digit depend only on the seed and `--batch_size`: `--digits` can split the work
-over several processes without changing the files.
+
+Batches mix digits (up to `--batch_size` images per pipeline call, 1000 on a GPU), so a GPU runs the course's
+1000 images as one batch. The starting noise x_T of `{digit}_{index}.png` comes from its own generator, seeded
+by (`--seed`, digit, index), so with the deterministic samplers (ddim, dpm, unipc) every file depends only on
+those three (up to float rounding in batched convolutions): `--digits` can split the work over processes and
+`--batch_size` can change without changing the images. `ddpm` also draws noise at every step, from one generator per batch, so its files depend on the batches.
 """
 
 from __future__ import annotations
@@ -23,6 +26,21 @@ from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import check_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
+
+# The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
+MAX_IMAGES_PER_DIGIT = 100_000
+
+
+def image_seed(seed: int, digit: int, index: int) -> int:
+    """The seed of the starting noise of `{digit}_{index:03d}.png`."""
+    return (seed * NUM_DIGITS + digit) * MAX_IMAGES_PER_DIGIT + index
+
+
+def starting_noise(jobs: list[tuple[int, int]], seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """x_T for each (digit, index) of `jobs`, drawn on the CPU from the image's own generator: the same on any
+    device and in any batch."""
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(image_seed(seed, d, i)))
+                        for d, i in jobs])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -53,16 +71,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch_size", type=int, default=100, help="images of one digit per pipeline call")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="images per pipeline call, digits mixed (default: 1000 on a GPU; 100 on the CPU, no slower)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
     if args.images_per_digit < 1:
         raise ValueError(f"--images_per_digit must be >= 1, got {args.images_per_digit}")
     if not all(0 <= digit < NUM_DIGITS for digit in args.digits):
         raise ValueError(f"--digits must be in 0-{NUM_DIGITS - 1}, got {args.digits}")
+    if args.batch_size is None:
+        args.batch_size = 100 if args.device == "cpu" else 1000
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.images_per_digit > MAX_IMAGES_PER_DIGIT:
+        raise ValueError(f"--images_per_digit must be <= {MAX_IMAGES_PER_DIGIT}, got {args.images_per_digit}")
     if not math.isfinite(args.guidance) or args.guidance < 0:
         raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
@@ -87,22 +114,25 @@ def main(args: argparse.Namespace) -> list[Path]:
         steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
 
 
+    jobs = [(digit, index) for digit in args.digits for index in range(1, args.images_per_digit + 1)]
+    shape = pipe.sample_shape()
+
     def write_digits(staging: Path) -> list[str]:
         names = []
-        for digit in tqdm(args.digits, desc="digits"):
-            generator = torch.Generator().manual_seed(args.seed * 1000 + digit)
-            for start in range(1, args.images_per_digit + 1, args.batch_size):
-                indices = range(start, min(start + args.batch_size, args.images_per_digit + 1))
-                images = pipe(
-                    digit=digit,
-                    guidance=args.guidance,
-                    num_images_per_digit=len(indices),
-                    num_inference_steps=steps,
-                    generator=generator,
-                ).images
-                for index, image in zip(indices, images, strict=True):
-                    names.append(f"{digit}_{index:03d}.png")
-                    image.convert("RGB").save(staging / names[-1])
+        for start in tqdm(range(0, len(jobs), args.batch_size), desc=f"batches of {args.batch_size}"):
+            batch = jobs[start : start + args.batch_size]
+            # step noise (ddpm only): one generator per batch, on the device so that no step waits on the host
+            step_generator = torch.Generator(pipe.device).manual_seed(image_seed(args.seed, *batch[0]))
+            images = pipe(
+                digit=[digit for digit, _ in batch],
+                guidance=args.guidance,
+                num_inference_steps=steps,
+                latents=starting_noise(batch, args.seed, shape),
+                generator=step_generator,
+            ).images
+            for (digit, index), image in zip(batch, images, strict=True):
+                names.append(f"{digit}_{index:03d}.png")
+                image.convert("RGB").save(staging / names[-1])
         return names
 
     names = write_folder_atomically(args.output_dir, write_digits)

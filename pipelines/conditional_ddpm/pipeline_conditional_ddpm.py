@@ -164,6 +164,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         output_type="pil",
         capture_timesteps=None,
         callback_on_step_end_tensor_inputs=None,
+        latents=None,
     ) -> None:
         """Raise a ValueError naming the argument for any input `__call__` cannot honour, before any work.
 
@@ -192,6 +193,16 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 f"num_inference_steps must be an int between 1 and the {trained_steps} steps the model was "
                 f"trained with (or None for the scheduler's default), got {num_inference_steps!r}"
             )
+        if latents is not None:
+            expected = (len(digits) * num_images_per_digit, *self.sample_shape())
+            if not isinstance(latents, torch.Tensor) or tuple(latents.shape) != expected:
+                got = tuple(latents.shape) if isinstance(latents, torch.Tensor) else type(latents).__name__
+                raise ValueError(
+                    f"latents must be a tensor of shape {expected} (one x_T per image: {len(digits)} digits x "
+                    f"{num_images_per_digit} images, channels, height, width), got {got}"
+                )
+            if not latents.is_floating_point() or not torch.isfinite(latents).all():
+                raise ValueError("latents must be finite floating-point noise")
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         if capture_timesteps is not None and not all(_is_int(t) for t in capture_timesteps):
@@ -202,6 +213,11 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 f"callback_on_step_end_tensor_inputs {unknown} are not tensors of this pipeline; "
                 f"choose from {self._callback_tensor_inputs}"
             )
+
+    def sample_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image x_t."""
+        size = self.unet.config.sample_size
+        return (self.unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
 
     def _to_output(self, sample: torch.Tensor, output_type: str):
         """[-1, 1] model range -> images in [0, 1] as PIL list, numpy NHWC or torch NCHW."""
@@ -219,6 +235,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         num_images_per_digit: int = 1,
         num_inference_steps: int | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
         output_type: str = "pil",
         capture_timesteps: Sequence[int] | None = None,
         return_dict: bool = True,
@@ -233,7 +250,10 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             num_images_per_digit: images drawn for each entry of `digit`.
             num_inference_steps: denoising steps; None uses `default_inference_steps(self.scheduler)`: all
                 trained steps for DDPM, 10 for DPM-Solver/UniPC, 50 otherwise.
-            generator: makes sampling deterministic (same seed, same images).
+            generator: makes sampling deterministic (same seed, same images): draws x_T unless `latents` is
+                given, and the noise of stochastic schedulers' steps (DDPM).
+            latents: x_T, the pure noise to start from, [N, C, H, W] with N = number of images, in the output's
+                order; None draws it from `generator`.
             output_type: "pil" (list of PIL images), "np" ([N, H, W, 3] in [0, 1]) or "pt" ([N, 3, H, W]).
             capture_timesteps: report-convention t values whose x_t to return in `intermediates`
                 (T = pure noise, 1 = input of the last step, 0 = final output). A convenience that reads
@@ -258,6 +278,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             output_type,
             capture_timesteps,
             callback_on_step_end_tensor_inputs,
+            latents,
         )
         digits = _digit_list(digit)
         if num_inference_steps is None:  # not `or`: 0 is an error (check_inputs), not "the default"
@@ -277,9 +298,13 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             )
 
         unet = self.unet
-        size = unet.config.sample_size
-        shape = (len(labels), unet.config.in_channels, *((size, size) if isinstance(size, int) else size))
-        sample = randn_tensor(shape, generator=generator, device=self.device, dtype=unet.dtype)
+        if latents is None:
+            shape = (len(labels), *self.sample_shape())
+            sample = randn_tensor(shape, generator=generator, device=self.device, dtype=unet.dtype)
+        else:
+            sample = latents.to(device=self.device, dtype=unet.dtype)
+        # 1.0 for DDPM, DDIM and the multistep solvers; Euler-type schedulers start from a wider noise
+        sample = sample * self.scheduler.init_noise_sigma
         class_labels = torch.tensor(labels, device=self.device)
         if guidance > 0:
             null_labels = torch.full_like(class_labels, self.config.null_class_id)
