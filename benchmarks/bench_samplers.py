@@ -3,11 +3,12 @@
     python benchmarks/bench_samplers.py                                   # the shipped grid (about an hour, 2 CPUs)
     python benchmarks/bench_samplers.py --models hub_cards/cfg-mnistm-small --runs dpm:10 --images_per_digit 20
 
-Each run is the course-output command (`python -m pipelines.conditional_ddpm`, w = 2, seed 0, 100 images of one
-digit per pipeline call) timed from start to the last PNG written, then scored with the project classifier
-(`python -m pipelines.digit_classifier`). Results go to --output_json after every run, and a rerun skips the
-runs already there, so an interrupted benchmark resumes. `--runs` takes `scheduler:steps[:images_per_digit]`;
-the 400-step DDPM runs default to fewer images because one image costs 400 x 2 UNet forwards.
+Each run is the course-output command (`python -m pipelines.conditional_ddpm`, w = 2, seed 0, its default
+batches: 100 images per pipeline call on the CPU, digits mixed) timed from start to the last PNG written, then
+scored with the project classifier (`python -m pipelines.digit_classifier`). Results go to --output_json after
+every run, and a rerun skips the runs already there, so an interrupted benchmark resumes. `--runs` takes
+`scheduler:steps[:images_per_digit]`; the 400-step DDPM runs default to fewer images because one image costs
+400 x 2 UNet forwards.
 
 Both the wall time and the process's CPU time are recorded. On a shared machine the wall time depends on the other
 jobs; with one torch thread (`OMP_NUM_THREADS=1`) the CPU time per 1000 images is the wall time the command would

@@ -10,7 +10,8 @@ Batches mix digits (up to `--batch_size` images per pipeline call, 1000 on a GPU
 1000 images as one batch. The starting noise x_T of `{digit}_{index}.png` comes from its own generator, seeded
 by (`--seed`, digit, index), so with the deterministic samplers (ddim, dpm, unipc) every file depends only on
 those three (up to float rounding in batched convolutions): `--digits` can split the work over processes and
-`--batch_size` can change without changing the images. `ddpm` also draws noise at every step, from one generator per batch, so its files depend on the batches.
+`--batch_size` can change without changing the images. `ddpm` also draws noise at every step, from one
+generator per batch, so its files depend on the batches.
 """
 
 from __future__ import annotations
