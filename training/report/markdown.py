@@ -113,7 +113,8 @@ def _dann_section(records: dict) -> list[str]:
             lines.append(f"| {row} | {ours:.4f} | {theirs if theirs is not None else '—'} |"
                          if ours is not None else f"| {row} | — | {theirs or '—'} |")
         if "shipped_dann_accuracy" in result:
-            lines.append(f"| DANN, shipped checkpoint `hub_cards/dann-{source}-{target}` (full recipe, full data) "
+            recipe = result.get("shipped_dann_recipe", "full recipe")
+            lines.append(f"| shipped checkpoint `hub_cards/dann-{source}-{target}` ({recipe}, full data) "
                          f"| {result['shipped_dann_accuracy']:.4f} | {published.get('dann', '—')} |")
         lines += ["", f"*Target validation accuracy, one run each; {_describe(record['settings'])}.*", ""]
         made_by = f"DANN features of validation images, {name}"

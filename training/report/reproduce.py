@@ -261,6 +261,9 @@ def dann_stage(source: str, target: str, source_dir, target_dir) -> Callable:
         shipped = HUB_CARDS / f"dann-{source}-{target}"
         if shipped.is_dir():
             result["shipped_dann_accuracy"] = shipped_accuracy(shipped, target, target_dir)
+            shipped_metrics = json.loads((shipped / "metrics.json").read_text())
+            steps = f", {shipped_metrics['steps']} steps" if "steps" in shipped_metrics else ""
+            result["shipped_dann_recipe"] = f"{shipped_metrics.get('mode', 'dann')}{steps}"
         return result
 
     return run
