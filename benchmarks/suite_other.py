@@ -15,7 +15,9 @@ from training import train_dann, train_ddpm
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_FACES = ROOT / "hub_cards" / "ddpm-lfw-faces"
-MODES = ("source_only", "dann", "mean_teacher", "target_only")
+MODES = ("source_only", "dann", "target_only")
+# the shipped model's method, run with the improved recipe only: the report's network is there for the report's rows
+IMPROVED_MODES = ("source_only", "dann", "mean_teacher", "target_only")
 
 
 def dann_recipes(s) -> dict[str, list[str]]:
@@ -36,12 +38,12 @@ def dann_recipes(s) -> dict[str, list[str]]:
 
 
 def dann_stage(ctx) -> dict:
-    """(d) source-only, DANN, mean teacher and target-only, MNIST-M -> USPS, for each recipe; stops starting runs
-    at the budget."""
+    """(d) source-only, DANN and target-only (and the mean teacher with the improved recipe), MNIST-M -> USPS, for
+    each recipe; stops starting runs at the budget."""
     started, rows = time.perf_counter(), []
     budget = ctx.budget("dann")
     for recipe, extra in dann_recipes(ctx.sizes).items():
-        for mode in MODES:
+        for mode in IMPROVED_MODES if recipe == "improved" else MODES:
             if time.perf_counter() - started > budget:
                 rows.append({"recipe": recipe, "mode": mode, "skipped": f"stage budget {budget:.0f} s spent"})
                 continue
