@@ -238,8 +238,9 @@ def write_tables(figures_dir: Path) -> str:
     """accuracy.md / accuracy.json from every <source>-<target>.json in figures_dir."""
     scenarios = {}
     for file in sorted(figures_dir.glob("*-*.json")):
-        if file.name != "accuracy.json":
-            scenarios[file.stem] = json.loads(file.read_text())
+        data = json.loads(file.read_text()) if file.name != "accuracy.json" else {}
+        if "modes" in data:  # a scenario summary, not e.g. a run's metrics copied beside it
+            scenarios[file.stem] = data
     header = "| | " + " | ".join(
         f"{DISPLAY[s['source']]} → {DISPLAY[s['target']]}" for s in scenarios.values()) + " |"
     lines = [header, "|---" * (len(scenarios) + 1) + "|"]
