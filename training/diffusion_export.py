@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 from diffusers import UNet2DModel
 
@@ -32,6 +34,31 @@ class TrainResult:
     def save_summary(self, output_dir: Path) -> None:
         summary = {k: v for k, v in vars(self).items() if k != "unet"}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def finish_training(accelerator, unet, ema, args, *, start: float, last_loss: float,
+                    loss_history: list[tuple[int, float]], global_step: int, stopped_by_time: bool) -> TrainResult:
+    """The end of train_cfg.py / train_ddpm.py's loop: unwrap the UNet, load the EMA weights into it, close
+    the run on every process, and (main process only) write `train_summary.json` to `args.output_dir`."""
+    model = accelerator.unwrap_model(unet, keep_torch_compile=False)
+    ema.copy_to(model.parameters())
+    model = model.to(memory_format=torch.contiguous_format)  # a --channels_last run saves plain tensors
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    per_step = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    result = TrainResult(
+        unet=model,
+        final_loss=last_loss,
+        loss_history=loss_history,
+        global_step=global_step,
+        images_seen=global_step * per_step,
+        seconds=time.perf_counter() - start,
+        num_processes=accelerator.num_processes,
+        stopped_by_time=stopped_by_time,
+    )
+    if accelerator.is_main_process:
+        result.save_summary(Path(args.output_dir))
+    return result
 
 
 def write_model_card(path: Path, front_matter: dict, body: str) -> None:

@@ -46,6 +46,7 @@ from training.diffusion_args import (  # noqa: E402
 from training.diffusion_checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint  # noqa: E402
 from training.diffusion_export import (  # noqa: E402
     TrainResult,
+    finish_training,
     publish,
     push_folder_to_hub,
     training_args_json,
@@ -262,25 +263,11 @@ def main(args: argparse.Namespace) -> TrainResult:
     progress.close()
 
     # 5. export the EMA weights as a ConditionalDDPMPipeline folder, written atomically
-    model = accelerator.unwrap_model(unet, keep_torch_compile=False)
-    ema.copy_to(model.parameters())
-    model = model.to(memory_format=torch.contiguous_format)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    per_step = args.train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    result = TrainResult(
-        unet=model,
-        final_loss=last_loss,
-        loss_history=loss_history,
-        global_step=global_step,
-        images_seen=global_step * per_step,
-        seconds=time.perf_counter() - start,
-        num_processes=accelerator.num_processes,
-        stopped_by_time=stopped_by_time,
-    )
+    result = finish_training(accelerator, unet, ema, args, start=start, last_loss=last_loss,
+                             loss_history=loss_history, global_step=global_step, stopped_by_time=stopped_by_time)
     if not accelerator.is_main_process:
         return result
-    result.save_summary(output_dir)
+    model = result.unet
 
     def write_export(staging: Path) -> None:
         # The folder's scheduler is the sampler `pipe(digit=3)` uses: DPM-Solver++ on the trained schedule, good
