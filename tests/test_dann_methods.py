@@ -7,7 +7,15 @@ import torch
 import torch.nn as nn
 
 from training.dann_evaluation import expected_calibration_error, fit_temperature, logits_with_own_statistics
-from training.dann_methods import domain_loss, ema_update, entropy_loss, make_teacher, pseudo_label_loss
+from training.dann_methods import (
+    adversarial_perturbation,
+    domain_loss,
+    ema_update,
+    entropy_loss,
+    kl_divergence,
+    make_teacher,
+    pseudo_label_loss,
+)
 
 
 def test_pseudo_label_loss_by_hand():
@@ -45,6 +53,37 @@ def test_entropy_loss_by_hand():
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # [0.5, 0.5] and [0.75, 0.25]
     expected = (math.log(2.0) + -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
     assert entropy_loss(logits).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_kl_divergence_by_hand():
+    # p = softmax([ln 3, 0]) = [0.75, 0.25] (held fixed), q = softmax([0, 0]) = [0.5, 0.5]; row 2: p = q
+    target = torch.tensor([[math.log(3.0), 0.0], [1.0, 2.0]], requires_grad=True)
+    logits = torch.tensor([[0.0, 0.0], [1.0, 2.0]], requires_grad=True)
+    expected = (0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5) + 0.0) / 2
+    loss = kl_divergence(target, logits)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert target.grad is None  # p is the target of the consistency, not trained through it
+    # d KL / d logits = (q - p) / rows: row 0 [0.5 - 0.75, 0.5 - 0.25] / 2, row 2 zero
+    assert torch.allclose(logits.grad, torch.tensor([[-0.125, 0.125], [0.0, 0.0]]), atol=1e-6)
+
+
+def test_adversarial_perturbation_finds_the_only_direction_that_matters():
+    # logits = [3 * x0, 0]: only the first input coordinate moves the prediction, so the virtual adversarial
+    # direction of every image is +-e0, whatever random direction the power iteration starts from
+    classifier = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        classifier.weight.copy_(torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    images = torch.tensor([[0.2, 1.0, -1.0], [-0.5, 0.3, 0.7], [0.0, 0.0, 0.0]])
+    perturbation = adversarial_perturbation(classifier, images, epsilon=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(perturbation.abs(), torch.tensor([[2.0, 0.0, 0.0]] * 3), atol=1e-3)
+    assert not perturbation.requires_grad and classifier.weight.grad is None  # the model is not trained by it
+    # it changes the prediction more than a random direction of the same length
+    random_direction = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
+    random_direction = 2.0 * random_direction / random_direction.norm(dim=1, keepdim=True)
+    clean = classifier(images)
+    assert (kl_divergence(clean, classifier(images + perturbation))
+            > kl_divergence(clean, classifier(images + random_direction)))
 
 
 def test_ema_update_by_hand():

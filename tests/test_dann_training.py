@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -69,6 +70,10 @@ def test_seeded_runs_are_deterministic(tmp_path):
     (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1"),
     (["--learning_rate", "0"], "--learning_rate must be positive"),
     (["--aug_invert", "2"], "--aug_invert is a probability"),
+    (["--aug_background", "-0.1"], "--aug_background is a probability"),
+    (["--aug_thicken", "1.5"], "--aug_thicken is a probability"),
+    (["--conv_channels", "0", "64"], "--conv_channels needs two positive widths"),
+    (["--vat_epsilon", "-1"], "--vat_epsilon must not be negative"),
     (["--confidence_threshold", "1.5"], "--confidence_threshold is a probability"),
     (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
     (["--aug_scale", "1.5", "1.1"], "--aug_scale needs 0 < LOW <= HIGH"),
@@ -213,3 +218,54 @@ def test_augmentations_on_tensors():
     assert holdout_last_per_class(labels, 1).tolist() == [False, False, False, False, True, True]
     with pytest.raises(ValueError, match="hold out"):
         holdout_last_per_class(labels, 3)
+
+
+def test_random_background_blends_the_digit_into_a_texture_as_mnistm_was_made():
+    from training.dann_data import augment, random_background, random_texture
+
+    texture = random_texture((8, 3, 28, 28), torch.Generator().manual_seed(0))
+    assert texture.shape == (8, 3, 28, 28) and texture.min() >= 0.0 and texture.max() <= 1.0
+    assert texture.flatten(1).std(dim=1).min() > 0.01  # every image is textured, not flat
+
+    # left half dark ground (-1), right half a full-brightness stroke (+1): |t - 0| on the left, |t - 1| on the
+    # right, so the stroke shows the texture's inverted colours: in [-1, 1], the negated ground.
+    half = torch.full((8, 3, 28, 28), -1.0)
+    half[..., 14:] = 1.0
+    ground = torch.full((8, 3, 28, 28), -1.0)
+    on_half = random_background(half, torch.Generator().manual_seed(5), 1.0)
+    on_ground = random_background(ground, torch.Generator().manual_seed(5), 1.0)
+    assert torch.allclose(on_half[..., :14], on_ground[..., :14], atol=1e-6)
+    assert torch.allclose(on_half[..., 14:], -on_ground[..., 14:], atol=1e-6)
+    assert not torch.allclose(on_ground, ground)
+    assert torch.equal(random_background(half, torch.Generator().manual_seed(5), 0.0), half)
+
+    # only the labelled images get backgrounds: the target view's augmentation leaves them out
+    args = SimpleNamespace(aug_rotation=0.0, aug_translate=0.0, aug_invert=0.0, aug_channel_invert=0.0,
+                           aug_resample=0.0, aug_background=1.0)
+    plain = augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0))
+    assert torch.allclose(plain, half, atol=1e-5)
+    assert not torch.allclose(augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0), backgrounds=True),
+                              half, atol=1e-2)
+
+
+def test_random_thicken_grows_light_strokes_by_one_pixel():
+    from training.dann_data import random_thicken
+
+    stroke = torch.full((2, 3, 28, 28), -1.0)
+    stroke[:, :, 5:20, 13] = 1.0  # a one-pixel-wide vertical stroke
+    thick = random_thicken(stroke, torch.Generator().manual_seed(0), 1.0)
+    assert torch.equal(thick[:, :, 5:20, 12:15], torch.ones(2, 3, 15, 3))  # three pixels wide now
+    assert torch.equal(thick[:, :, 4:21, 13], torch.ones(2, 3, 17)) and thick[:, :, 3, 13].max() == -1.0
+    assert int((thick > 0).sum()) == 2 * 3 * 17 * 3  # and one pixel longer at each end, nothing else
+    assert torch.equal(random_thicken(stroke, torch.Generator().manual_seed(0), 0.0), stroke)
+
+
+def test_conv_channels_set_the_improved_network_width():
+    narrow = DANNModel(DANNConfig(input_normalization="per_channel"))
+    wide = DANNModel(DANNConfig(input_normalization="per_channel", conv_channels=[64, 128]))
+    convs = [m.out_channels for m in wide.feature_extractor if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [64, 128, 128]
+    assert [m.out_channels for m in narrow.feature_extractor if isinstance(m, torch.nn.Conv2d)] == [32, 64, 128]
+    assert wide(torch.zeros(2, 3, 28, 28)).logits.shape == (2, 10)
+    with pytest.raises(ValueError, match="conv_channels"):
+        DANNConfig(conv_channels=[64])

@@ -11,7 +11,7 @@ from training.dann_methods import MODES
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        description="Train a DANN digit classifier: source-only, DANN, mean teacher or target-only.")
+        description="Train a DANN digit classifier: source-only, DANN, mean teacher, VADA or target-only.")
     parser.add_argument("--source", default="mnistm", help=f"source dataset, one of {sorted(DIGIT_DATASETS)}")
     parser.add_argument("--target", default="usps", help=f"target dataset, one of {sorted(DIGIT_DATASETS)}")
     parser.add_argument("--source_dir", default=None, help="local copy of the source (default: embedded subset)")
@@ -20,6 +20,8 @@ def parse_args(argv=None):
     parser.add_argument("--architecture", default="improved", help=f"one of {ARCHITECTURES}")
     parser.add_argument("--input_normalization", default="grey", choices=list(INPUT_NORMALIZATIONS),
                         help="improved architecture: grey or per-channel per-image standardisation")
+    parser.add_argument("--conv_channels", type=int, nargs=2, default=(32, 64),
+                        help="improved architecture: widths of the first two convolution blocks")
     parser.add_argument("--output_dir", default="runs/dann-smoke")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--steps_per_epoch", type=int, default=None,
@@ -40,6 +42,12 @@ def parse_args(argv=None):
     parser.add_argument("--aug_resample", type=float, default=0.0,
                         help="probability of shrinking a training image to 12-24 px and enlarging it back "
                              "(nearest or bilinear), with --augment")
+    parser.add_argument("--aug_background", type=float, default=0.0,
+                        help="probability of blending a labelled training digit into a random colour texture, "
+                             "as MNIST-M was made from MNIST (light digits on dark ground), with --augment")
+    parser.add_argument("--aug_thicken", type=float, default=0.0,
+                        help="probability of thickening a labelled training digit's light strokes by a pixel "
+                             "on every side, with --augment")
     parser.add_argument("--entropy_weight", type=float, default=0.0, help="target entropy minimisation (dann mode)")
     parser.add_argument("--lambda_gamma", type=float, default=10.0)
     parser.add_argument("--lambda_max", type=float, default=1.0)
@@ -50,6 +58,11 @@ def parse_args(argv=None):
     parser.add_argument("--confidence_threshold", type=float, default=0.95,
                         help="mean_teacher: teacher probability a pseudo-label needs to count")
     parser.add_argument("--ema_decay", type=float, default=0.99, help="mean_teacher: teacher moving-average decay")
+    parser.add_argument("--target_weight", type=float, default=1.0,
+                        help="vada: weight of the target conditional entropy + virtual adversarial divergence "
+                             "(ramped up with the reversal's lambda_p)")
+    parser.add_argument("--vat_epsilon", type=float, default=3.5,
+                        help="vada: L2 radius of the virtual adversarial perturbation, on [-1, 1] images")
     parser.add_argument("--holdout_per_class", type=int, default=100,
                         help="validation images per class held out of train when a dataset has no validation split")
     parser.add_argument("--adapt_bn", action="store_true",
@@ -87,14 +100,18 @@ def check_args(parser: argparse.ArgumentParser, args) -> None:
             parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     if not args.learning_rate > 0:
         parser.error(f"--learning_rate must be positive, got {args.learning_rate}")
-    for flag in ("weight_decay", "entropy_weight", "consistency_weight", "aug_rotation", "aug_translate"):
+    for flag in ("weight_decay", "entropy_weight", "consistency_weight", "target_weight", "vat_epsilon",
+                 "aug_rotation", "aug_translate"):
         if getattr(args, flag) < 0:
             parser.error(f"--{flag} must not be negative, got {getattr(args, flag)}")
-    for flag in ("aug_invert", "aug_channel_invert", "aug_resample", "confidence_threshold"):
+    for flag in ("aug_invert", "aug_channel_invert", "aug_resample", "aug_background", "aug_thicken",
+                 "confidence_threshold"):
         if not 0.0 <= getattr(args, flag) <= 1.0:
             parser.error(f"--{flag} is a probability in [0, 1], got {getattr(args, flag)}")
     if not 0.0 <= args.ema_decay < 1.0:
         parser.error(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
+    if min(args.conv_channels) < 1:
+        parser.error(f"--conv_channels needs two positive widths, got {args.conv_channels}")
     for flag in ("aug_scale", "target_aug_scale"):
         low, high = getattr(args, flag)
         if not 0 < low <= high:

@@ -131,10 +131,79 @@ def random_resample(images: torch.Tensor, generator: torch.Generator, probabilit
     return out
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, args, scale) -> torch.Tensor:
-    """train_dann's --augment: affine (zoom range `scale`), then the --aug_invert / --aug_channel_invert /
-    --aug_resample changes. `args` is anything with those attributes (the parsed flags)."""
+def random_thicken(images: torch.Tensor, generator: torch.Generator, probability: float) -> torch.Tensor:
+    """With the given probability per image, thicken its light strokes by one pixel on every side (a 3x3
+    grey dilation, i.e. a stride-1 max pool). MNIST-M's digits are drawn about twice as thick as the MNIST
+    digits they came from look at 28x28, so a model trained on MNIST meets bolder digits there.
+
+    images: float [B, C, H, W] with light strokes on a dark ground.
+    """
+    chosen = torch.rand(images.shape[0], generator=generator, device=generator.device) < probability
+    thick = F.max_pool2d(images, kernel_size=3, stride=1, padding=1)
+    return torch.where(chosen.to(images.device).view(-1, 1, 1, 1), thick, images)
+
+
+def random_texture(shape: tuple[int, int, int, int], generator: torch.Generator,
+                   grid_sizes: tuple[int, ...] = (2, 4, 7, 14, 28), max_edges: int = 3) -> torch.Tensor:
+    """Random photo-like colour textures in [0, 1], float [B, C, H, W].
+
+    Natural patches are mostly light and shade with a little colour, with edges and fine grain, so: grey noise
+    at several scales (coarse blobs to single pixels, each with a random strength) plus weaker colour noise,
+    up to `max_edges` straight edges (half-planes brighter or darker by a random step), a random tint, and a
+    random contrast and brightness per image.
+    """
+    batch, channels, height, width = shape
+    device = generator.device
+
+    def uniform(*size, low=0.0, high=1.0):
+        return torch.rand(*size, generator=generator, device=device) * (high - low) + low
+
+    saturation = uniform(batch, 1, 1, 1, high=0.6)
+    texture = torch.zeros(shape, device=device)
+    for size in grid_sizes:
+        noise = uniform(batch, 1, size, size) + saturation * uniform(batch, channels, size, size)
+        strength = uniform(batch, 1, 1, 1) ** 2  # often faint: not every patch is grainy
+        texture += strength * F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, device=device), torch.linspace(-1, 1, width, device=device),
+                            indexing="ij")
+    for _ in range(max_edges):
+        angle = uniform(batch, 1, 1, high=2 * math.pi)
+        side = (xs * torch.cos(angle) + ys * torch.sin(angle) > uniform(batch, 1, 1, low=-0.8, high=0.8)).float()
+        texture += uniform(batch, 1, 1, 1, low=-1.5, high=1.5) * side.unsqueeze(1)
+    low = texture.amin(dim=(1, 2, 3), keepdim=True)
+    high = texture.amax(dim=(1, 2, 3), keepdim=True)
+    texture = (texture - low) / (high - low).clamp_min(1e-6) * uniform(batch, channels, 1, 1, low=0.4)
+    contrast = uniform(batch, 1, 1, 1, low=0.3)
+    offset = uniform(batch, 1, 1, 1) * (1.0 - contrast)
+    return texture * contrast + offset
+
+
+def random_background(images: torch.Tensor, generator: torch.Generator, probability: float) -> torch.Tensor:
+    """With the given probability per image, put its digit on a random colour texture the way MNIST-M was
+    made from MNIST: out = |texture - digit| per channel (Ganin & Lempitsky 2015), so the digit's strokes
+    take the inverted colours of the texture behind them.
+
+    images: float [B, C, H, W] in [-1, 1] with a light digit on a dark ground (MNIST); the digit is the image's
+    luma. No target image is used: this is source augmentation, and a source-only model gets it too.
+    """
+    chosen = torch.rand(images.shape[0], generator=generator, device=generator.device) < probability
+    texture = random_texture(tuple(images.shape), generator).to(images.device, images.dtype)
+    luma = torch.tensor((0.299, 0.587, 0.114), device=images.device, dtype=images.dtype)[:images.shape[1]]
+    digit = ((images * luma.view(1, -1, 1, 1)).sum(dim=1, keepdim=True) / luma.sum() + 1.0) / 2.0
+    blended = (texture - digit).abs() * 2.0 - 1.0
+    return torch.where(chosen.to(images.device).view(-1, 1, 1, 1), blended, images)
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, args, scale,
+            backgrounds: bool = False) -> torch.Tensor:
+    """train_dann's --augment: affine (zoom range `scale`); --aug_thicken and --aug_background (labelled
+    images only: `backgrounds=True`); then --aug_invert / --aug_channel_invert / --aug_resample. `args` is
+    anything with those attributes (the parsed flags)."""
     images = random_affine(images, generator, args.aug_rotation, tuple(scale), args.aug_translate)
+    if backgrounds and getattr(args, "aug_thicken", 0.0) > 0:
+        images = random_thicken(images, generator, args.aug_thicken)
+    if backgrounds and getattr(args, "aug_background", 0.0) > 0:
+        images = random_background(images, generator, args.aug_background)
     if args.aug_invert > 0:
         images = random_invert(images, generator, args.aug_invert)
     if args.aug_channel_invert > 0:

@@ -6,6 +6,9 @@
                      exponential-moving-average teacher on the plain view, counted only where the teacher's
                      top probability reaches a threshold (self-ensembling, French et al. 2018, with
                      confidence-thresholded pseudo-labels in place of its squared difference)
+    vada:          dann + target conditional entropy + virtual adversarial training on the target: the
+                     prediction must not change inside a small ball around each target image, so the
+                     decision boundaries move away from the target's dense regions (Shu et al. 2018)
 
 Each function takes logits and returns a scalar, so that the tests can check it against a hand computation.
 """
@@ -18,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODES = ("source_only", "dann", "mean_teacher", "target_only")
+MODES = ("source_only", "dann", "mean_teacher", "vada", "target_only")
 
 
 def domain_loss(domain_logits: torch.Tensor, num_source: int) -> torch.Tensor:
@@ -47,6 +50,38 @@ def pseudo_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     mask = (confidence >= threshold).float()
     per_row = F.cross_entropy(student_logits.float(), pseudo_labels, reduction="none")
     return (per_row * mask).sum() / len(mask), mask.mean()
+
+
+def kl_divergence(target_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(p || q), p = softmax(target_logits) held fixed, q = softmax(logits)."""
+    p_log = target_logits.detach().float().log_softmax(dim=1)
+    q_log = logits.float().log_softmax(dim=1)
+    return (p_log.exp() * (p_log - q_log)).sum(dim=1).mean()
+
+
+def _unit_rows(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor / tensor.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (tensor.ndim - 1))
+
+
+def adversarial_perturbation(classify, images: torch.Tensor, epsilon: float, generator: torch.Generator,
+                             xi: float = 1e-3) -> torch.Tensor:
+    """The virtual adversarial perturbation of each image: L2 norm `epsilon`, in the direction that changes
+    the prediction most (one power iteration from a random direction, Miyato et al. 2018).
+
+    classify: images -> logits, deterministic (a model in eval mode): the clean and the nudged prediction
+    must differ only by the nudge. `xi` is the nudge's norm: small enough for the second-order picture of
+    the KL, large enough that float32 softmax differences are not rounding noise. Only the gradient with
+    respect to the nudge is taken, so the model's parameters get none; the result is detached.
+    """
+    images = images.detach()
+    with torch.no_grad():
+        clean_logits = classify(images)
+    direction = torch.randn(images.shape, generator=generator, device=generator.device).to(images)
+    direction = (xi * _unit_rows(direction)).requires_grad_(True)
+    with torch.enable_grad():
+        divergence = kl_divergence(clean_logits, classify(images + direction))
+        gradient, = torch.autograd.grad(divergence, direction)
+    return epsilon * _unit_rows(gradient)
 
 
 def make_teacher(student: nn.Module) -> nn.Module:

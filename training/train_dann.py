@@ -1,4 +1,5 @@
-"""Train a DANN digit classifier: source-only, domain-adversarial, mean teacher, or target-only (the upper bound).
+"""Train a DANN digit classifier: source-only, domain-adversarial, mean teacher, VADA, or target-only (the upper
+bound).
 
     accelerate launch training/train_dann.py --source mnistm --target usps --mode mean_teacher \
         --source_dir ../shared/data/mnistm --target_dir ../shared/data/usps --output_dir runs/dann-mnistm-usps
@@ -8,13 +9,15 @@ Two CPU processes: `accelerate launch --multi_gpu --num_processes 2 training/tra
 
 Every split is decoded once into uint8 tensors kept on the training device (training/dann_data.py); batches
 are index slices and augmentation is one batched `grid_sample`, so there is no DataLoader. Each step:
-  1. a labelled batch (augmented with --augment) and, in `dann` / `mean_teacher` mode, an unlabelled target
-     batch, passed through the network together (BatchNorm sees both domains);
+  1. a labelled batch (augmented with --augment) and, in `dann` / `mean_teacher` / `vada` mode, an unlabelled
+     target batch, passed through the network together (BatchNorm sees both domains);
   2. cross-entropy of the label predictor on the labelled rows;
   3. `dann`: BCE of the domain classifier behind the gradient reversal, lambda_p = 2 / (1 + exp(-10 p)) - 1
      (Ganin et al., 2016, alg. 1), plus optional target entropy; `mean_teacher`: the student sees an
      augmented target view and learns the confident hard labels of a moving-average teacher on the plain
-     view. The loss terms are in training/dann_methods.py, the evaluation in training/dann_evaluation.py.
+     view; `vada`: DANN plus the target's conditional entropy and its virtual adversarial divergence
+     (the prediction kept steady within --vat_epsilon of each target image). The loss terms are in
+     training/dann_methods.py, the evaluation in training/dann_evaluation.py.
 After training: AdaBN on the target (--adapt_bn), a softmax temperature fitted on source validation images,
 and a Hub-style folder (weights, config, card, metrics) written atomically.
 """
@@ -48,9 +51,11 @@ from training.dann_data import augment, load_splits
 from training.dann_evaluation import accuracy, final_metrics
 from training.dann_methods import (
     MODES,
+    adversarial_perturbation,
     domain_loss,
     ema_update,
     entropy_loss,
+    kl_divergence,
     make_teacher,
     pseudo_label_loss,
     teacher_logits,
@@ -144,8 +149,8 @@ def main(args):
     accelerator = Accelerator(
         # Without CUDA, cpu=True makes processes started by `accelerate launch --multi_gpu` join one gloo group.
         cpu=not torch.cuda.is_available(),
-        # Only dann mode uses the domain classifier; DDP must be told about parameters without gradients.
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.mode != "dann")],
+        # Only dann and vada modes use the domain classifier; DDP must be told about parameters without gradients.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=args.mode not in ("dann", "vada"))],
         mixed_precision=args.mixed_precision,
         # A prepared scheduler otherwise steps once per PROCESS at every optimiser step (accelerate assumes
         # the schedule counts single-process batches); ours counts optimiser steps, so step it once.
@@ -171,7 +176,7 @@ def main(args):
     source = load_splits(args.source, args.source_dir, holdout_per_class=args.holdout_per_class).to(device)
     target = load_splits(args.target, args.target_dir, holdout_per_class=args.holdout_per_class).to(device)
     labelled = target if args.mode == "target_only" else source
-    uses_target = args.mode in ("dann", "mean_teacher")
+    uses_target = args.mode in ("dann", "mean_teacher", "vada")
     logger.info(f"source {args.source}: train {len(source.train_labels)}, validation {len(source.val_labels)}; "
                 f"target {args.target}: train {len(target.train_labels)}, validation {len(target.val_labels)} "
                 f"({target.val_note}); mode {args.mode}, {world} process(es)", main_process_only=True)
@@ -184,6 +189,7 @@ def main(args):
 
     # 2. model, optimiser, schedule; the mean teacher is a plain copy outside DDP (it never gets gradients)
     config = DANNConfig(architecture=args.architecture, input_normalization=args.input_normalization,
+                        conv_channels=list(args.conv_channels),
                         lambda_gamma=args.lambda_gamma, lambda_max=args.lambda_max)
     model = DANNModel(config)
     teacher = make_teacher(model).to(device) if args.mode == "mean_teacher" else None
@@ -230,7 +236,7 @@ def main(args):
             rows = order[step * args.batch_size:(step + 1) * args.batch_size][rank::world]
             images, labels = to_model_range(labelled.train_images[rows]), labelled.train_labels[rows]
             if args.augment:
-                images = augment(images, generator, args, args.aug_scale)
+                images = augment(images, generator, args, args.aug_scale, backgrounds=True)
             if uses_target:
                 # target rows cycle through a per-epoch permutation of the (unlabelled) target set
                 first = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
@@ -250,6 +256,19 @@ def main(args):
                                                    args.confidence_threshold)
                 loss = F.cross_entropy(out.logits[:n], labels) + args.consistency_weight * pseudo
                 passed_sum += passed
+            elif args.mode == "vada":
+                lambda_p = dann_lambda(p, args.lambda_gamma, args.lambda_max)
+                # the perturbation comes from the plain module in eval mode (deterministic, no DDP hooks)
+                unwrapped.eval()
+                perturbation = adversarial_perturbation(lambda x: unwrapped(x).logits, target_images,
+                                                        args.vat_epsilon, generator)
+                model.train()
+                m = len(target_images)
+                out = model(torch.cat([images, target_images, target_images + perturbation]), grl_coeff=lambda_p)
+                target_logits = out.logits[n:n + m]
+                target_terms = entropy_loss(target_logits) + kl_divergence(target_logits, out.logits[n + m:])
+                loss = (F.cross_entropy(out.logits[:n], labels) + domain_loss(out.domain_logits[:n + m], n)
+                        + args.target_weight * lambda_p * target_terms)
             else:
                 loss = F.cross_entropy(model(images).logits, labels)
             accelerator.backward(loss)

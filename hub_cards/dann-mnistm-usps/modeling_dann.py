@@ -145,18 +145,19 @@ def _conv_bn_relu(cin: int, cout: int, padding: int = 1) -> list[nn.Module]:
 
 def _improved_extractor(cfg: DANNConfig) -> nn.Sequential:
     # 28 -> 14 -> 7, then a global average pool (tolerates shifted / rescaled digits);
-    # ~8M multiply-adds per image, a little under the report's network.
+    # ~8M multiply-adds per image at the default widths (32, 64), a little under the report's network.
     grey = cfg.input_normalization == "grey"
+    first, second = cfg.conv_channels
     return nn.Sequential(
         GreyStandardize() if grey else ChannelStandardize(),
-        nn.Conv2d(1 if grey else 3, 32, 5, padding=2, bias=False),
-        nn.BatchNorm2d(32),
+        nn.Conv2d(1 if grey else 3, first, 5, padding=2, bias=False),
+        nn.BatchNorm2d(first),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
-        *_conv_bn_relu(32, 64),
+        *_conv_bn_relu(first, second),
         nn.MaxPool2d(2),
         nn.Dropout2d(cfg.dropout / 2),
-        *_conv_bn_relu(64, cfg.feature_dim),
+        *_conv_bn_relu(second, cfg.feature_dim),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     )

@@ -22,6 +22,8 @@ class DANNConfig(PretrainedConfig):
     num_classes: int = 10
     image_size: int = 28
     feature_dim: int = 128
+    # improved extractor only: the widths of its first two convolution blocks (the third is feature_dim)
+    conv_channels: list[int] | tuple[int, ...] = (32, 64)
     head_hidden_dims: list[int] | tuple[int, ...] = (1024, 256)
     dropout: float = 0.5
     # lambda_p = lambda_max * (2 / (1 + exp(-lambda_gamma * p)) - 1)
@@ -43,6 +45,9 @@ class DANNConfig(PretrainedConfig):
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         self.head_hidden_dims = list(self.head_hidden_dims)
+        self.conv_channels = list(self.conv_channels)
+        if len(self.conv_channels) != 2 or min(self.conv_channels) < 1:
+            raise ValueError(f"conv_channels must be two positive widths, got {self.conv_channels}")
         if self.id2label is None:
             # digit d is label "d": what the image-classification pipeline prints
             self.id2label = {i: str(i) for i in range(self.num_classes)}

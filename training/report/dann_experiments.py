@@ -40,7 +40,7 @@ from training.dann_data import load_splits, random_affine
 # The report's rows (training/report/markdown.py prints these three); ROWS adds the methods beyond it.
 MODE_ROWS = {"source_only": "trained on source", "dann": "DANN", "target_only": "trained on target"}
 ROWS = {"source_only": "trained on source", "dann": "DANN", "mean_teacher": "mean teacher (pseudo-labels)",
-        "target_only": "trained on target"}
+        "vada": "VADA (DANN + entropy + VAT)", "target_only": "trained on target"}
 DISPLAY = {"mnistm": "MNIST-M", "usps": "USPS", "svhn": "SVHN", "mnist": "MNIST"}
 
 
@@ -48,7 +48,7 @@ def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     train_argv = argv[argv.index("--") + 1:] if "--" in argv else []
     own_argv = argv[:argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(description="DANN experiments: three modes, accuracy table, t-SNE.")
+    parser = argparse.ArgumentParser(description="DANN experiments: the modes over seeds, accuracy table, t-SNE.")
     parser.add_argument("--source", default="mnistm", choices=sorted(DIGIT_DATASETS))
     parser.add_argument("--target", default="usps", choices=sorted(DIGIT_DATASETS))
     parser.add_argument("--source_dir", default=None, help="default: the embedded subset")
