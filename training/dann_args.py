@@ -58,7 +58,7 @@ def parse_args(argv=None):
     parser.add_argument("--confidence_threshold", type=float, default=0.95,
                         help="mean_teacher: teacher probability a pseudo-label needs to count")
     parser.add_argument("--ema_decay", type=float, default=0.99, help="mean_teacher: teacher moving-average decay")
-    parser.add_argument("--target_weight", type=float, default=1.0,
+    parser.add_argument("--target_weight", type=float, default=0.1,
                         help="vada: weight of the target conditional entropy + virtual adversarial divergence "
                              "(ramped up with the reversal's lambda_p)")
     parser.add_argument("--vat_epsilon", type=float, default=3.5,
