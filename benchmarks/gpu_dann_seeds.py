@@ -285,7 +285,7 @@ def main(args) -> dict:
         write_summary(args, summary)
         for group in args.groups:
             summary["groups"][group.name].update(group_tables(args, group))
-    except Exception as error:  # noqa: BLE001 - the summary must say what failed, and what ran before it
+    except Exception:  # noqa: BLE001 - the summary must say what failed, and what ran before it
         import traceback
 
         summary["error"] = traceback.format_exc()
