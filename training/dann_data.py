@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from adapters import DIGIT_DATASETS, DigitSourceError, decode_digits, load_digits
+from pipelines.dann.modeling_dann import LUMA
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def random_background(images: torch.Tensor, generator: torch.Generator, probabil
     """
     chosen = torch.rand(images.shape[0], generator=generator, device=generator.device) < probability
     texture = random_texture(tuple(images.shape), generator).to(images.device, images.dtype)
-    luma = torch.tensor((0.299, 0.587, 0.114), device=images.device, dtype=images.dtype)[:images.shape[1]]
+    luma = torch.tensor(LUMA, device=images.device, dtype=images.dtype)[:images.shape[1]]
     digit = ((images * luma.view(1, -1, 1, 1)).sum(dim=1, keepdim=True) / luma.sum() + 1.0) / 2.0
     blended = (texture - digit).abs() * 2.0 - 1.0
     return torch.where(chosen.to(images.device).view(-1, 1, 1, 1), blended, images)

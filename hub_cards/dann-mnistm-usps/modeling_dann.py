@@ -38,7 +38,7 @@ __all__ = ["ARCHITECTURES", "INPUT_NORMALIZATIONS", "DANNConfig", "DANNModel", "
            "dann_lambda"]
 
 # ITU-R BT.601 luma weights, the same as PIL's convert("L").
-_LUMA = (0.299, 0.587, 0.114)
+LUMA = (0.299, 0.587, 0.114)
 
 
 @contextmanager
@@ -99,7 +99,7 @@ class GreyStandardize(nn.Module):
 
     def __init__(self, eps: float = 1e-5):
         super().__init__()
-        self.register_buffer("luma", torch.tensor(_LUMA).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("luma", torch.tensor(LUMA).view(1, 3, 1, 1), persistent=False)
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -211,7 +211,7 @@ class DANNModel(PreTrainedModel):
         if isinstance(module, (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)):
             module.reset_parameters()
         elif isinstance(module, GreyStandardize):
-            module.luma.copy_(torch.tensor(_LUMA).view(1, 3, 1, 1))
+            module.luma.copy_(torch.tensor(LUMA).view(1, 3, 1, 1))
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
