@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from adapters.folders import check_output_dir  # noqa: E402
 from training.report.dann_experiments import ROWS  # noqa: E402
 
 
@@ -94,6 +96,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps_per_epoch", type=int, default=None, help="cap (dry runs)")
     parser.add_argument("--tsne_per_domain", type=int, default=600)
     parser.add_argument("--dry_run", action="store_true", help="tiny sizes on the CPU: every phase runs")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(own_argv)
     if args.dry_run:
         args.calibration_steps, args.max_epochs, args.evals = 2, 2, 2
@@ -106,6 +109,7 @@ def parse_args(argv=None):
     if len(set(names)) != len(names):
         parser.error(f"--group names repeat: {names}")
     args.train_argv = train_argv
+    check_output_dir(args.output_dir, args.overwrite)  # before any GPU time is spent
     return args
 
 
@@ -263,7 +267,9 @@ def write_summary(args, summary: dict) -> None:
 
 def main(args) -> dict:
     started = time.monotonic()
-    args.output_dir.mkdir(parents=True, exist_ok=True)
+    if args.output_dir.exists():
+        shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite
+    args.output_dir.mkdir(parents=True)
     summary = {"argv": sys.argv, "train_argv": args.train_argv, "environment": environment(),
                "groups": {g.name: {"modes": g.modes, "flags": g.flags} for g in args.groups}}
     try:

@@ -57,15 +57,15 @@ def test_group_parsing_and_its_errors():
             gpu_dann_seeds.parse_group(bad)
 
 
-def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluations():
-    args = gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", "o",
+def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluations(tmp_path):
+    args = gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"),
                                       "--group", "g=vada:", "--budget_s", "280", "--deadline_s", "430"])
     # 280 s / (1.2 x 48.5 ms x 62 steps) = 77.6 epochs -> 72, the multiple of 8 below
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62) == 72
     assert gpu_dann_seeds.choose_epochs(args, 1e-6, 62) == args.max_epochs
     assert gpu_dann_seeds.choose_epochs(args, 10.0, 62) == args.evals  # never fewer than one evaluation each
     with pytest.raises(SystemExit):
-        gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", "o",
+        gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"),
                                    "--group", "g=vada:", "--budget_s", "500", "--deadline_s", "430"])
 
 
@@ -101,6 +101,9 @@ def test_dry_run_calibrates_trains_every_run_at_equal_steps_and_tabulates(mnist_
     assert config["conv_channels"] == [8, 16]  # the group's flags reached its runs
     assert (out / "figures" / "g" / "mnist-mnistm-tsne-digit.png").is_file()
     assert "## group g" in (out / "summary.md").read_text()
+    with pytest.raises(FileExistsError, match="--overwrite"):  # a second run would meet the first's checkpoints
+        gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(out),
+                                   "--group", "g=vada:"])
 
 
 def test_the_device_script_is_valid_bash():
