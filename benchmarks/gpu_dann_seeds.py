@@ -67,10 +67,13 @@ def parse_group(text: str) -> Group:
     name, rest = text.split("=", 1)
     modes_text, flags_text = rest.split(":", 1)
     modes = [m for m in modes_text.split(",") if m]
-    unknown = [m for m in modes if m not in ROWS]
+    unknown = [m for m in modes if m not in ROWS or m == "target_only"]
     if not name.isidentifier() or not modes or unknown:
-        raise argparse.ArgumentTypeError(f"--group {text!r}: needs a plain name and modes among {list(ROWS)}"
-                                         + (f"; unknown {unknown}" if unknown else ""))
+        raise argparse.ArgumentTypeError(
+            f"--group {text!r}: needs a plain name and modes among {[m for m in ROWS if m != 'target_only']}"
+            + (f"; not {unknown}" if unknown else "")
+            + (" (target_only's epochs are target epochs: the steps would differ from the other rows)"
+               if "target_only" in unknown else ""))
     return Group(name, modes, [f for f in flags_text.split(",") if f])
 
 
@@ -109,6 +112,9 @@ def parse_args(argv=None):
     if len(set(names)) != len(names):
         parser.error(f"--group names repeat: {names}")
     args.train_argv = train_argv
+    # the training processes run in the repository root: relative paths must mean what they meant here
+    args.source_dir, args.target_dir = str(Path(args.source_dir).resolve()), str(Path(args.target_dir).resolve())
+    args.output_dir = args.output_dir.resolve()
     check_output_dir(args.output_dir, args.overwrite)  # before any GPU time is spent
     return args
 
@@ -138,24 +144,27 @@ def make_jobs(args, phase: str) -> list[Job]:
 def run_jobs(jobs: list[Job], commands: list[list[str]], deadline: float) -> None:
     """Start every job, wait for all of them or the deadline (monotonic clock), then stop what is left."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for job, command in zip(jobs, commands):
-        job.log.write_text(" ".join(command) + "\n\n")
-        with job.log.open("a") as log:
-            job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                           start_new_session=True)
-        job.started = time.monotonic()
-    while any(job.ended is None for job in jobs):
-        for job in jobs:
-            if job.ended is None and job.process.poll() is not None:
-                job.ended = time.monotonic()
-        if time.monotonic() > deadline:
+    try:
+        for job, command in zip(jobs, commands):
+            job.log.write_text(" ".join(command) + "\n\n")
+            with job.log.open("a") as log:
+                # its own process group, so that stopping it also stops whatever it started
+                job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+                                               start_new_session=True)
+            job.started = time.monotonic()
+        while any(job.ended is None for job in jobs) and time.monotonic() <= deadline:
             for job in jobs:
-                if job.ended is None:
+                if job.ended is None and job.process.poll() is not None:
+                    job.ended = time.monotonic()
+            time.sleep(0.5)
+    finally:
+        # past the deadline, or interrupted (Ctrl-C, SIGTERM, a failed start): no run outlives this function
+        for job in jobs:
+            if job.process is not None and job.ended is None:
+                if job.process.poll() is None:
                     os.killpg(job.process.pid, signal.SIGKILL)
                     job.process.wait()
-                    job.ended = time.monotonic()
-            break
-        time.sleep(0.5)
+                job.ended = time.monotonic()
 
 
 def job_record(job: Job) -> dict:
@@ -182,10 +191,17 @@ def step_time(job: Job, steps_per_epoch: int) -> float:
     return (history[4]["elapsed_s"] - history[0]["elapsed_s"]) / (4 * steps_per_epoch)
 
 
-def choose_epochs(args, seconds_per_step: float, steps_per_epoch: int) -> int:
-    """As many epochs as fit --budget_s at the slowest job's step time, 20% kept for what calibration does not
-    show (evaluations, jobs starting together); a multiple of --evals, at least --evals."""
-    epochs = math.floor(args.budget_s / (1.2 * seconds_per_step * steps_per_epoch))
+# Seconds of a run outside its training loop (imports, decoding the data, AdaBN, the final evaluation), kept
+# free before the deadline.
+RUN_OVERHEAD_S = 45.0
+
+
+def choose_epochs(args, seconds_per_step: float, steps_per_epoch: int, seconds_left: float | None = None) -> int:
+    """As many epochs as fit --budget_s (or what the deadline leaves, if less) at the slowest job's step time,
+    20% kept for what calibration does not show (evaluations, jobs starting together); a multiple of --evals,
+    at least --evals."""
+    budget = args.budget_s if seconds_left is None else min(args.budget_s, seconds_left - RUN_OVERHEAD_S)
+    epochs = math.floor(budget / (1.2 * seconds_per_step * steps_per_epoch))
     epochs = min(args.max_epochs, max(args.evals, epochs))
     return epochs - epochs % args.evals
 
@@ -265,8 +281,13 @@ def write_summary(args, summary: dict) -> None:
     (args.output_dir / "summary.md").write_text("\n".join(lines) + "\n")
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args) -> dict:
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, _stop)
     if args.output_dir.exists():
         shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite
     args.output_dir.mkdir(parents=True)
@@ -276,7 +297,8 @@ def main(args) -> dict:
         steps_per_epoch = labelled_steps_per_epoch(args)
         summary["calibration"] = calibrate(args, started, steps_per_epoch)
         write_summary(args, summary)
-        epochs = choose_epochs(args, summary["calibration"]["slowest_s"], steps_per_epoch)
+        seconds_left = args.deadline_s - (time.monotonic() - started)
+        epochs = choose_epochs(args, summary["calibration"]["slowest_s"], steps_per_epoch, seconds_left)
         summary.update({"epochs": epochs, "steps_per_epoch": steps_per_epoch})
         jobs = make_jobs(args, "runs")
         commands = [train_command(args, next(g for g in args.groups if g.name == j.group), j.mode, j.seed,

@@ -4,7 +4,7 @@
 # (benchmarks/gpu_dann_seeds.py). One command on a fresh GPU machine, from the repository root, with `.whl` and
 # `gpu-data-mnist` carried (benchmarks/README.md says how to make both). Results go to $OUT (at most 8 files).
 #
-#   OUT=/tmp/out bash benchmarks/run_gpu_dann_mnistm.sh             # on the GPU machine (about 8 minutes)
+#   OUT=/tmp/out bash benchmarks/run_gpu_dann_mnistm.sh             # on the GPU machine (about 6 minutes)
 #   DRY_RUN=1 OUT=/tmp/out bash benchmarks/run_gpu_dann_mnistm.sh   # tiny sizes on the CPU, to try it first
 set -o pipefail
 : "${OUT:?set OUT to the folder that comes back}"

@@ -52,7 +52,7 @@ def test_group_parsing_and_its_errors():
     assert (group.name, group.modes, group.flags) == ("wide", ["source_only", "vada"],
                                                       ["--conv_channels", "64", "128"])
     assert gpu_dann_seeds.parse_group("narrow=vada:").flags == []
-    for bad in ("wide", "wide=vada", "wide=:--x", "wide=vadda:", "two words=vada:"):
+    for bad in ("wide", "wide=vada", "wide=:--x", "wide=vadda:", "two words=vada:", "wide=vada,target_only:"):
         with pytest.raises(Exception, match="--group"):
             gpu_dann_seeds.parse_group(bad)
 
@@ -64,22 +64,41 @@ def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluatio
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62) == 72
     assert gpu_dann_seeds.choose_epochs(args, 1e-6, 62) == args.max_epochs
     assert gpu_dann_seeds.choose_epochs(args, 10.0, 62) == args.evals  # never fewer than one evaluation each
+    # after a slow calibration, what the deadline leaves (minus a run's own overhead) caps the budget
+    assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62, seconds_left=45 + 140) == 32
     with pytest.raises(SystemExit):
         gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"),
                                    "--group", "g=vada:", "--budget_s", "500", "--deadline_s", "430"])
 
 
-def test_runs_past_the_deadline_are_stopped(tmp_path):
+def _gone(pid: int) -> bool:
+    """True once `pid` no longer runs (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+
+
+def test_runs_past_the_deadline_are_stopped_with_what_they_started(tmp_path):
     jobs = [gpu_dann_seeds.Job("g", "vada", seed, tmp_path / f"run{seed}", tmp_path / f"run{seed}.log")
             for seed in (0, 1)]
-    commands = [[sys.executable, "-c", "pass"], [sys.executable, "-c", "import time; time.sleep(60)"]]
+    pid_file = tmp_path / "grandchild.pid"
+    sleeper = ("import subprocess, sys, time; "
+               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+               f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    commands = [[sys.executable, "-c", "print('done')"], [sys.executable, "-c", sleeper]]
     started = time.monotonic()
-    gpu_dann_seeds.run_jobs(jobs, commands, started + 3)
+    gpu_dann_seeds.run_jobs(jobs, commands, started + 4)
     assert time.monotonic() - started < 20
     assert jobs[0].process.returncode == 0
     assert jobs[1].process.returncode < 0  # killed
-    records = [gpu_dann_seeds.job_record(job) for job in jobs]
-    assert [r["finished"] for r in records] == [False, False]  # neither wrote metrics.json
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while not _gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(grandchild), "the process the job started outlived it"
+    record = gpu_dann_seeds.job_record(jobs[0])
+    assert not record["finished"] and "done" in record["log_tail"]  # no metrics.json: reported with its log
 
 
 def test_dry_run_calibrates_trains_every_run_at_equal_steps_and_tabulates(mnist_data, tmp_path):
