@@ -55,18 +55,25 @@ def check_labels(labels, where: str) -> list[int]:
     return checked
 
 
-def _png_bytes(array: np.ndarray) -> dict:
+# Lossless formats only: the decoded pixels must be the ones encoded. WebP method 2 is about 23% smaller than PNG
+# on 28x28 MNIST-M images and under 1 ms an image (method 6 is no smaller and about 50 times slower).
+IMAGE_FORMATS = {"png": {"format": "PNG"}, "webp": {"format": "WEBP", "lossless": True, "quality": 100, "method": 2}}
+
+
+def _encoded(array: np.ndarray, image_format: str) -> dict:
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, **IMAGE_FORMATS[image_format])
     return {"bytes": buffer.getvalue(), "path": None}
 
 
-def from_arrays(images: np.ndarray, labels, where: str) -> datasets.Dataset:
-    """uint8 images [N,H,W] or [N,H,W,C] + labels -> Dataset with PNG-encoded images."""
+def from_arrays(images: np.ndarray, labels, where: str, image_format: str = "png") -> datasets.Dataset:
+    """uint8 images [N,H,W] or [N,H,W,C] + labels -> Dataset with losslessly encoded images (IMAGE_FORMATS)."""
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
     labels = check_labels(labels, where)
     if len(images) != len(labels):
         raise DigitSourceError(f"{where}: {len(images)} images but {len(labels)} labels")
-    encoded = [_png_bytes(image) for image in images]
+    encoded = [_encoded(image, image_format) for image in images]
     return datasets.Dataset.from_dict({"image": encoded, "label": labels}, features=DIGIT_FEATURES)
 
 

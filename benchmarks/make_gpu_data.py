@@ -13,29 +13,26 @@ Writes a folder laid out like ../shared/data (one HF parquet folder per dataset,
   usps/       all of it (1.7 MB) unless --usps_train / --usps_validation say otherwise
   lfw_faces/  the 100 faces, copied
   mnist5k/    the 5,000 MNIST digits, copied (only when --datasets names it)
---image_format webp stores the same pixels as lossless WebP (PIL method 2, under 1 ms an image): about 1.2 KB a
-28x28 MNIST-M image against 1.6 KB as PNG (measured on 1,000 validation images; method 6 was no smaller and 50
-times slower). PIL decodes either, so nothing else changes; the tests check the pixels. With webp the default
-subset is 13.5 MB instead of 17.7. The device tool carries at most 64 MiB in all; this repository's tracked
-files take about 42 MB of that, the wheels 1-7 MB. Fails if the folder exceeds --max_mb.
+--image_format webp stores the same pixels as lossless WebP (adapters.digit_sources.IMAGE_FORMATS): about 1.2 KB
+a 28x28 MNIST-M image against 1.6 KB as PNG (measured on 1,000 validation images). PIL decodes either, so nothing
+else changes; the tests check the pixels. With webp the default subset is 13.5 MB instead of 17.7. The device
+tool carries at most 64 MiB in all; this repository's tracked files take about 42 MB of that, the wheels 1-7 MB.
+Fails if the folder exceeds --max_mb.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import shutil
 import sys
 from pathlib import Path
 
-import datasets
 import numpy as np
 import pyarrow.parquet as pq
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.digit_sources import DIGIT_FEATURES, check_labels  # noqa: E402
+from adapters.digit_sources import IMAGE_FORMATS, from_arrays  # noqa: E402
 from adapters.digits import _to_rgb_array, open_image  # noqa: E402
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -52,18 +49,9 @@ def parse_args(argv=None):
     parser.add_argument("--usps_validation", type=int, default=None, help="default: all")
     parser.add_argument("--max_mb", type=float, default=20.0, help="fail if the folder is larger (MB = 10^6 bytes)")
     parser.add_argument("--datasets", nargs="+", default=["mnistm", "usps", "lfw_faces"], choices=DATASETS)
-    parser.add_argument("--image_format", default="png", choices=["png", "webp"],
+    parser.add_argument("--image_format", default="png", choices=sorted(IMAGE_FORMATS),
                         help="how the digits are stored; both are lossless")
     return parser.parse_args(argv)
-
-
-def encode(array: np.ndarray, image_format: str) -> dict:
-    buffer = io.BytesIO()
-    if image_format == "webp":
-        Image.fromarray(array).save(buffer, format="WEBP", lossless=True, quality=100, method=2)
-    else:
-        Image.fromarray(array).save(buffer, format="PNG")
-    return {"bytes": buffer.getvalue(), "path": None}
 
 
 def first_rows(path: Path, count: int | None) -> tuple[list, np.ndarray]:
@@ -85,9 +73,7 @@ def write_digits(source: Path, target: Path, split: str, count: int | None, resi
     else:
         arrays = np.stack([np.asarray(image) for image in images])
     target.mkdir(parents=True, exist_ok=True)
-    labels = check_labels(labels.tolist(), f"{source.name} [{split}]")
-    encoded = [encode(array, image_format) for array in arrays]
-    dataset = datasets.Dataset.from_dict({"image": encoded, "label": labels}, features=DIGIT_FEATURES)
+    dataset = from_arrays(arrays, labels.tolist(), f"{source.name} [{split}]", image_format)
     dataset.to_parquet(str(target / f"{split}.parquet"))
     return len(labels)
 

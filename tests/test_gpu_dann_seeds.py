@@ -43,6 +43,10 @@ def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
     expected = np.stack([_to_rgb_array(open_image(v, i), 28) for i, v in enumerate(full_validation[0])])
     assert torch.equal(subset.val_images, torch.from_numpy(expected).permute(0, 3, 1, 2))
     assert subset.val_labels.tolist() == full_validation[1].tolist()
+    from adapters.digit_sources import from_arrays
+
+    with pytest.raises(ValueError, match="image_format must be one of"):  # lossy formats are not offered
+        from_arrays(np.zeros((1, 28, 28), np.uint8), [3], "x", image_format="jpeg")
     mnist = load_splits("mnist", str(out / "mnist5k"))
     assert len(mnist.train_labels) + len(mnist.val_labels) == 5000
 
