@@ -34,9 +34,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from suite_report import environment  # noqa: E402
 
 from adapters.folders import check_output_dir  # noqa: E402
 from training.report.dann_experiments import ROWS  # noqa: E402
@@ -51,7 +55,7 @@ class Group:
 
 @dataclass
 class Job:
-    group: str
+    group: Group
     mode: str
     seed: int
     run_dir: Path
@@ -135,7 +139,7 @@ def train_command(args, group: Group, mode: str, seed: int, run_dir: Path, epoch
 def make_jobs(args, phase: str) -> list[Job]:
     logs = args.output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    return [Job(g.name, mode, seed,
+    return [Job(g, mode, seed,
                 args.output_dir / phase / g.name / f"{args.source}-{args.target}-{mode}-seed{seed}",
                 logs / f"{phase}-{g.name}-{mode}-seed{seed}.log")
             for g in args.groups for mode in g.modes for seed in args.seeds]
@@ -169,7 +173,7 @@ def run_jobs(jobs: list[Job], commands: list[list[str]], deadline: float) -> Non
 
 def job_record(job: Job) -> dict:
     metrics_file = job.run_dir / "metrics.json"
-    record = {"group": job.group, "mode": job.mode, "seed": job.seed, "returncode": job.process.returncode,
+    record = {"group": job.group.name, "mode": job.mode, "seed": job.seed, "returncode": job.process.returncode,
               "process_wall_s": round(job.ended - job.started, 1), "finished": metrics_file.exists()}
     if record["finished"]:
         metrics = json.loads(metrics_file.read_text())
@@ -209,14 +213,14 @@ def choose_epochs(args, seconds_per_step: float, steps_per_epoch: int, seconds_l
 def calibrate(args, started: float, steps_per_epoch: int) -> dict:
     jobs = make_jobs(args, "calibration")
     steps = min(args.calibration_steps, steps_per_epoch)
-    commands = [train_command(args, next(g for g in args.groups if g.name == j.group), j.mode, j.seed, j.run_dir,
-                              CALIBRATION_EPOCHS, CALIBRATION_EPOCHS, steps) for j in jobs]
+    commands = [train_command(args, j.group, j.mode, j.seed, j.run_dir, CALIBRATION_EPOCHS, CALIBRATION_EPOCHS, steps)
+                for j in jobs]
     run_jobs(jobs, commands, started + min(args.deadline_s, 180.0))
     records = [job_record(j) for j in jobs]
     failed = [r for r in records if not r["finished"]]
     if failed:
         raise RuntimeError(f"{len(failed)} calibration run(s) failed; first: {failed[0]}")
-    times = {f"{j.group}/{j.mode}/seed{j.seed}": step_time(j, steps) for j in jobs}
+    times = {f"{j.group.name}/{j.mode}/seed{j.seed}": step_time(j, steps) for j in jobs}
     return {"jobs": len(jobs), "seconds_per_step": times, "slowest_s": max(times.values()),
             "wall_s": round(time.monotonic() - started, 1)}
 
@@ -247,23 +251,10 @@ def group_tables(args, group: Group) -> dict:
     return {"returncode": code, "table": table.read_text() if table.exists() else None}
 
 
-def environment() -> dict:
-    import torch
-
-    info = {"torch": torch.__version__, "cuda": torch.cuda.is_available(), "cpu_count": os.cpu_count()}
-    if torch.cuda.is_available():
-        info["device"] = torch.cuda.get_device_name()
-    try:
-        info["commit"] = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        info["commit"] = "unknown"
-    return info
-
-
 def write_summary(args, summary: dict) -> None:
     (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     lines = [f"# {args.source} -> {args.target}: modes x seeds side by side", "",
-             f"device: {summary['environment'].get('device', 'cpu')}; torch {summary['environment']['torch']}; "
+             f"device: {summary['environment']['device']}; torch {summary['environment']['packages']['torch']}; "
              f"commit {summary['environment']['commit']}", "",
              f"shared flags: `{' '.join(args.train_argv)}`", ""]
     if "calibration" in summary:
@@ -291,7 +282,8 @@ def main(args) -> dict:
     if args.output_dir.exists():
         shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite
     args.output_dir.mkdir(parents=True)
-    summary = {"argv": sys.argv, "train_argv": args.train_argv, "environment": environment(),
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    summary = {"argv": sys.argv, "train_argv": args.train_argv, "environment": environment(device),
                "groups": {g.name: {"modes": g.modes, "flags": g.flags} for g in args.groups}}
     try:
         steps_per_epoch = labelled_steps_per_epoch(args)
@@ -301,8 +293,8 @@ def main(args) -> dict:
         epochs = choose_epochs(args, summary["calibration"]["slowest_s"], steps_per_epoch, seconds_left)
         summary.update({"epochs": epochs, "steps_per_epoch": steps_per_epoch})
         jobs = make_jobs(args, "runs")
-        commands = [train_command(args, next(g for g in args.groups if g.name == j.group), j.mode, j.seed,
-                                  j.run_dir, epochs, epochs // args.evals, args.steps_per_epoch) for j in jobs]
+        commands = [train_command(args, j.group, j.mode, j.seed, j.run_dir, epochs, epochs // args.evals,
+                                  args.steps_per_epoch) for j in jobs]
         runs_started = time.monotonic()
         print(f"calibrated: {summary['calibration']['slowest_s'] * 1000:.1f} ms per step at most; "
               f"{len(jobs)} runs of {epochs} epochs x {steps_per_epoch} steps", flush=True)

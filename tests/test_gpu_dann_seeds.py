@@ -84,7 +84,8 @@ def _gone(pid: int) -> bool:
 
 
 def test_runs_past_the_deadline_are_stopped_with_what_they_started(tmp_path):
-    jobs = [gpu_dann_seeds.Job("g", "vada", seed, tmp_path / f"run{seed}", tmp_path / f"run{seed}.log")
+    group = gpu_dann_seeds.parse_group("g=vada:")
+    jobs = [gpu_dann_seeds.Job(group, "vada", seed, tmp_path / f"run{seed}", tmp_path / f"run{seed}.log")
             for seed in (0, 1)]
     pid_file = tmp_path / "grandchild.pid"
     sleeper = ("import subprocess, sys, time; "
