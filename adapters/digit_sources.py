@@ -168,9 +168,7 @@ def read_course_layout(root: Path, split: str) -> datasets.Dataset:
         raise FileNotFoundError(
             f"{csv_path}: {len(absent)} image(s) listed but not in {root / 'data'}, e.g. {absent[:3]}"
         )
-    return datasets.Dataset.from_dict(
-        {"image": [str(p) for p in paths], "label": labels}, features=DIGIT_FEATURES
-    )
+    return datasets.Dataset.from_dict({"image": [str(p) for p in paths], "label": labels}, features=DIGIT_FEATURES)
 
 
 def read_svhn_mat(path: Path) -> datasets.Dataset:

@@ -28,9 +28,7 @@ MAX_NOISE_MAGNITUDE = 100.0
 
 
 def _default_lfw_path() -> Path:
-    shared = os.environ.get(
-        "SHARED_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    )
+    shared = os.environ.get("SHARED_DATA", str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     return Path(shared) / "lfw_faces"
 
 
@@ -52,17 +50,13 @@ def check_noise(noise, name: str, shape: Sequence[int] | None = None) -> torch.T
     if not isinstance(noise, torch.Tensor):
         raise ValueError(f"{name}: expected a torch.Tensor, got {type(noise).__name__}")
     if not noise.is_floating_point():
-        raise ValueError(
-            f"{name}: expected a floating point tensor (the course uses float32), got {noise.dtype}"
-        )
+        raise ValueError(f"{name}: expected a floating point tensor (the course uses float32), got {noise.dtype}")
     if noise.ndim == 4 and noise.shape[0] == 1:
         noise = noise[0]
     if noise.ndim != 3:
         raise ValueError(f"{name}: expected shape [1, C, H, W] or [C, H, W], got {tuple(noise.shape)}")
     if shape is not None and tuple(noise.shape) != tuple(shape):
-        raise ValueError(
-            f"{name}: expected shape {tuple(shape)} (or with a leading 1), got {tuple(noise.shape)}"
-        )
+        raise ValueError(f"{name}: expected shape {tuple(shape)} (or with a leading 1), got {tuple(noise.shape)}")
     if not torch.isfinite(noise).all():
         raise ValueError(f"{name}: contains NaN or infinite values; initial noise must be standard normal")
     magnitude = float(noise.abs().max())
@@ -89,9 +83,7 @@ def load_face_noises(folder: PathLike, shape: Sequence[int] | None = None) -> di
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by case
-            raise ValueError(
-                f"{path}: not a tensor file readable with weights_only=True ({error})"
-            ) from error
+            raise ValueError(f"{path}: not a tensor file readable with weights_only=True ({error})") from error
         noise = check_noise(loaded, str(path), shape)
         shape = tuple(noise.shape)
         noises[path.stem] = noise

@@ -34,7 +34,7 @@ from diffusers import DDPMScheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python benchmarks/bench_cfg.py` from the root
 
-from variants import (  # noqa: E402
+from variants import (
     SAMPLE_ABLATION,
     TRAIN_ABLATION,
     TrainLoop,
@@ -44,16 +44,16 @@ from variants import (  # noqa: E402
     sampling_unet,
 )
 
-from adapters import decode_digits, load_digits  # noqa: E402
-from pipelines.conditional_ddpm.figures import forward_gflop  # noqa: E402
-from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
-from pipelines.conditional_ddpm.schedulers import make_scheduler  # noqa: E402
-from training.diffusion_args import build_unet  # noqa: E402
+from adapters import decode_digits, load_digits
+from pipelines.conditional_ddpm.figures import forward_gflop
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
+from pipelines.conditional_ddpm.schedulers import make_scheduler
+from training.diffusion_args import build_unet
 
 REPORT_TRAIN_IMAGES = 25 * 44_800  # the report's budget: 25 epochs of the course's 44,800 training images
 REFERENCE_H200 = {  # REFERENCE.md, one NVIDIA H200, single runs
     "train": "report's ContextUnet: 4,233 img/s, 262 s for the budget; UNet2DModel (64,128,256): 5,374 img/s; "
-             "goal: the shipped quality in <= 60 s",
+    "goal: the shipped quality in <= 60 s",
     "ddpm": "report's ContextUnet: 56 s; UNet2DModel (64,128,256) bf16 eager: 43 s; goal: <= 8 s",
     "ddim": "(not measured in REFERENCE.md); goal: <= 1.5 s",
     "fast": "(not measured in REFERENCE.md)",
@@ -62,20 +62,29 @@ REFERENCE_H200 = {  # REFERENCE.md, one NVIDIA H200, single runs
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default=None,
-                        help="ConditionalDDPMPipeline folder; default: a fresh UNet of --block_out_channels")
+    parser.add_argument(
+        "--pretrained",
+        default=None,
+        help="ConditionalDDPMPipeline folder; default: a fresh UNet of --block_out_channels",
+    )
     parser.add_argument("--block_out_channels", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--norm_num_groups", type=int, default=4)
     parser.add_argument("--layers_per_block", type=int, default=1)
     parser.add_argument("--num_train_timesteps", type=int, default=400)
     parser.add_argument("--train_data", default=None, help="MNIST-M source (adapters.load_digits); default: embedded")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--measure", nargs="+", default=["train", "ddpm", "ddim"],
-                        choices=["train", "ddpm", "ddim", "fast"])
-    parser.add_argument("--train_variants", nargs="+", default=["old", "new"],
-                        help="variants of benchmarks/variants.py, or 'ablation' for every measure alone")
-    parser.add_argument("--sample_variants", nargs="+", default=["old", "new"],
-                        help="variants of benchmarks/variants.py, or 'ablation'")
+    parser.add_argument(
+        "--measure", nargs="+", default=["train", "ddpm", "ddim"], choices=["train", "ddpm", "ddim", "fast"]
+    )
+    parser.add_argument(
+        "--train_variants",
+        nargs="+",
+        default=["old", "new"],
+        help="variants of benchmarks/variants.py, or 'ablation' for every measure alone",
+    )
+    parser.add_argument(
+        "--sample_variants", nargs="+", default=["old", "new"], help="variants of benchmarks/variants.py, or 'ablation'"
+    )
     parser.add_argument("--fast_sampler", default="dpm", help="the 'fast' measure's scheduler (schedulers.py)")
     parser.add_argument("--fast_steps", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=256, help="training batch (the report's 256)")
@@ -86,8 +95,12 @@ def parse_args(argv=None):
     parser.add_argument("--num_images", type=int, default=1000, help="a multiple of 10")
     parser.add_argument("--guidance", type=float, default=2.0, help="w; w > 0 costs 2 UNet forwards per step")
     parser.add_argument("--ddim_steps", type=int, default=50)
-    parser.add_argument("--ddpm_steps", type=int, default=None,
-                        help="DDPM steps timed (default: all trained steps; each costs the same, so fewer scale)")
+    parser.add_argument(
+        "--ddpm_steps",
+        type=int,
+        default=None,
+        help="DDPM steps timed (default: all trained steps; each costs the same, so fewer scale)",
+    )
     parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output_json", default="runs/bench_cfg.json")
@@ -138,16 +151,31 @@ def load_model(args, device: torch.device):
         pipe = ConditionalDDPMPipeline.from_pretrained(args.pretrained)
         return pipe.unet.to(device), pipe.scheduler, pipe.config.null_class_id
     torch.manual_seed(args.seed)
-    unet_args = argparse.Namespace(resolution=28, block_out_channels=args.block_out_channels,
-                                   layers_per_block=args.layers_per_block, norm_num_groups=args.norm_num_groups)
+    unet_args = argparse.Namespace(
+        resolution=28,
+        block_out_channels=args.block_out_channels,
+        layers_per_block=args.layers_per_block,
+        norm_num_groups=args.norm_num_groups,
+    )
     unet = build_unet(unet_args, channels=3, num_class_embeds=NUM_DIGITS + 1)
     return unet.to(device), DDPMScheduler(num_train_timesteps=args.num_train_timesteps), NUM_DIGITS
 
 
 def bench_train(unet, noise_scheduler, null_class_id, images, labels, variant: str, args, device) -> dict:
     """Images per second of whole optimizer steps of one variant; every variant starts from `unet`'s weights."""
-    loop = TrainLoop(unet, noise_scheduler, null_class_id, images, labels, parse_variant(variant), device,
-                     args.batch_size, args.learning_rate, args.label_dropout, args.seed)
+    loop = TrainLoop(
+        unet,
+        noise_scheduler,
+        null_class_id,
+        images,
+        labels,
+        parse_variant(variant),
+        device,
+        args.batch_size,
+        args.learning_rate,
+        args.label_dropout,
+        args.seed,
+    )
     with Stopwatch(device) as warmup:
         for i in range(args.warmup_steps):
             loop.step(i)
@@ -155,16 +183,22 @@ def bench_train(unet, noise_scheduler, null_class_id, images, labels, variant: s
         for i in range(args.warmup_steps, args.warmup_steps + args.train_steps):
             loop.step(i)
     images_per_s = args.train_steps * args.batch_size / timed.seconds
-    return {"measure": "train", "variant": variant,
-            "setting": f"batch {args.batch_size}, {args.train_steps} timed steps",
-            "warmup_s": warmup.seconds, "timed_s": timed.seconds, "images_per_s": images_per_s,
-            "ms_per_step": 1000 * timed.seconds / args.train_steps,
-            "mean_loss": loop.mean_loss(args.warmup_steps + args.train_steps),
-            "report_budget_s": REPORT_TRAIN_IMAGES / images_per_s}
+    return {
+        "measure": "train",
+        "variant": variant,
+        "setting": f"batch {args.batch_size}, {args.train_steps} timed steps",
+        "warmup_s": warmup.seconds,
+        "timed_s": timed.seconds,
+        "images_per_s": images_per_s,
+        "ms_per_step": 1000 * timed.seconds / args.train_steps,
+        "mean_loss": loop.mean_loss(args.warmup_steps + args.train_steps),
+        "report_budget_s": REPORT_TRAIN_IMAGES / images_per_s,
+    }
 
 
-def bench_sampling(unet, scheduler_config, null_class_id, sampler: str, steps: int, name: str, variant: str, args,
-                   device) -> dict:
+def bench_sampling(
+    unet, scheduler_config, null_class_id, sampler: str, steps: int, name: str, variant: str, args, device
+) -> dict:
     settings = parse_variant(variant)
     pipe = ConditionalDDPMPipeline(unet.eval(), make_scheduler(sampler, scheduler_config), null_class_id).to(device)
     pipe.unet = sampling_unet(pipe.unet, settings)
@@ -173,40 +207,57 @@ def bench_sampling(unet, scheduler_config, null_class_id, sampler: str, steps: i
 
     def run(num_inference_steps):
         with autocast(settings, device):
-            return pipe(digit=list(range(NUM_DIGITS)), guidance=args.guidance, num_images_per_digit=per_digit,
-                        num_inference_steps=num_inference_steps,
-                        generator=sampling_generator(settings, device, args.seed), output_type="pt").images
+            return pipe(
+                digit=list(range(NUM_DIGITS)),
+                guidance=args.guidance,
+                num_images_per_digit=per_digit,
+                num_inference_steps=num_inference_steps,
+                generator=sampling_generator(settings, device, args.seed),
+                output_type="pt",
+            ).images
 
     with Stopwatch(device) as warmup:
         run(min(2, steps))  # same batch shape: compiles / captures graphs and warms caches, then the timed run
     with Stopwatch(device) as timed:
         images = run(steps)
-    result = {"measure": name, "variant": variant,
-              "setting": f"{sampler} {steps} steps, w = {args.guidance:g}, {args.num_images} images",
-              "warmup_s": warmup.seconds, "timed_s": timed.seconds, "seconds_for_1000": timed.seconds,
-              "extrapolated": args.num_images != 1000, "finite": bool(torch.isfinite(images).all())}
+    result = {
+        "measure": name,
+        "variant": variant,
+        "setting": f"{sampler} {steps} steps, w = {args.guidance:g}, {args.num_images} images",
+        "warmup_s": warmup.seconds,
+        "timed_s": timed.seconds,
+        "seconds_for_1000": timed.seconds,
+        "extrapolated": args.num_images != 1000,
+        "finite": bool(torch.isfinite(images).all()),
+    }
     if result["extrapolated"]:
         result["seconds_for_1000"] = timed.seconds * 1000 / args.num_images
     return result
 
 
 def format_table(report: dict) -> str:
-    lines = [f"device: {report['device']}; UNet {report['params'] / 1e6:.3f}M parameters, "
-             f"{report['gflop_per_image']:.3f} GFLOP per forward",
-             "",
-             "| measure | variant | setting | warm-up (s) | timed (s) | result | H200 reference (REFERENCE.md) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"device: {report['device']}; UNet {report['params'] / 1e6:.3f}M parameters, "
+        f"{report['gflop_per_image']:.3f} GFLOP per forward",
+        "",
+        "| measure | variant | setting | warm-up (s) | timed (s) | result | H200 reference (REFERENCE.md) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
         if "error" in r:
             result = f"failed: {r['error']}"
         elif r["measure"] == "train":
-            result = (f"{r['images_per_s']:,.0f} img/s, {r['ms_per_step']:.1f} ms/step; "
-                      f"report budget {r['report_budget_s']:,.0f} s")
+            result = (
+                f"{r['images_per_s']:,.0f} img/s, {r['ms_per_step']:.1f} ms/step; "
+                f"report budget {r['report_budget_s']:,.0f} s"
+            )
         else:
             result = f"1000 images: {r['seconds_for_1000']:,.1f} s" + (" (extrapolated)" if r["extrapolated"] else "")
         timing = f"{r['warmup_s']:.1f} | {r['timed_s']:.2f}" if "error" not in r else "- | -"
-        lines.append(f"| {r['measure']} | {r['variant']} | {r['setting']} | {timing} | {result} | "
-                     f"{REFERENCE_H200[r['measure']]} |")
+        lines.append(
+            f"| {r['measure']} | {r['variant']} | {r['setting']} | {timing} | {result} | "
+            f"{REFERENCE_H200[r['measure']]} |"
+        )
     return "\n".join(lines)
 
 
@@ -224,9 +275,14 @@ def main(args) -> dict:
         torch.set_num_threads(args.num_threads)
     device = torch.device(args.device)
     unet, scheduler, null_class_id = load_model(args, device)
-    report = {"device": device_name(device), "torch": torch.__version__, "pretrained": args.pretrained,
-              "params": sum(p.numel() for p in unet.parameters()), "gflop_per_image": forward_gflop(unet),
-              "results": []}
+    report = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "pretrained": args.pretrained,
+        "params": sum(p.numel() for p in unet.parameters()),
+        "gflop_per_image": forward_gflop(unet),
+        "results": [],
+    }
     output = Path(args.output_json)
     output.parent.mkdir(parents=True, exist_ok=True)
 
@@ -234,21 +290,39 @@ def main(args) -> dict:
         # written after every row: a run stopped at a deadline (gpu_suite.py) keeps the rows it finished
         report["results"].append(row)
         output.write_text(json.dumps(report, indent=2))
+
     if "train" in args.measure:
         images, labels = decode_digits(load_digits("mnistm", args.train_data, "train"), image_size=28)
         report["train_images"] = len(labels)
         train_scheduler = DDPMScheduler.from_config(scheduler.config)
         for variant in args.train_variants:
-            add(guarded("train", variant, lambda v=variant: bench_train(
-                unet, train_scheduler, null_class_id, images, labels, v, args, device)))
-    samplers = {"ddpm": ("ddpm", args.ddpm_steps or scheduler.config.num_train_timesteps),
-                "ddim": ("ddim", args.ddim_steps), "fast": (args.fast_sampler, args.fast_steps)}
+            add(
+                guarded(
+                    "train",
+                    variant,
+                    lambda v=variant: bench_train(
+                        unet, train_scheduler, null_class_id, images, labels, v, args, device
+                    ),
+                )
+            )
+    samplers = {
+        "ddpm": ("ddpm", args.ddpm_steps or scheduler.config.num_train_timesteps),
+        "ddim": ("ddim", args.ddim_steps),
+        "fast": (args.fast_sampler, args.fast_steps),
+    }
     for measure, (sampler, steps) in samplers.items():
         if measure not in args.measure:
             continue
         for variant in args.sample_variants:
-            add(guarded(measure, variant, lambda m=measure, s=sampler, n=steps, v=variant:
-                        bench_sampling(unet, scheduler.config, null_class_id, s, n, m, v, args, device)))
+            add(
+                guarded(
+                    measure,
+                    variant,
+                    lambda m=measure, s=sampler, n=steps, v=variant: bench_sampling(
+                        unet, scheduler.config, null_class_id, s, n, m, v, args, device
+                    ),
+                )
+            )
     output.write_text(json.dumps(report, indent=2))
     print(format_table(report))
     return report

@@ -34,8 +34,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data_root", required=True, help="folder holding mnistm/, usps/, mnist5k/ (and svhn/)")
     parser.add_argument("--scenarios", nargs="+", default=["mnistm-usps", "mnist-mnistm"], choices=sorted(SCENARIOS))
-    parser.add_argument("--modes", nargs="+", default=["source_only", "dann", "target_only"],  # the report's
-                        choices=train_dann.MODES)
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["source_only", "dann", "target_only"],  # the report's
+        choices=train_dann.MODES,
+    )
     parser.add_argument("--architecture", default="report")
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--steps_per_epoch", type=int, default=None)
@@ -62,11 +66,30 @@ def main(args):
             continue
         for mode in args.modes:
             with tempfile.TemporaryDirectory() as output_dir:
-                argv = ["--source", source, "--target", target, "--mode", mode,
-                        "--source_dir", str(root / source_dir), "--target_dir", str(root / target_dir),
-                        "--architecture", args.architecture, "--epochs", str(args.epochs),
-                        "--batch_size", str(args.batch_size), "--mixed_precision", args.mixed_precision,
-                        "--checkpoint_every", str(args.epochs), "--output_dir", output_dir]
+                argv = [
+                    "--source",
+                    source,
+                    "--target",
+                    target,
+                    "--mode",
+                    mode,
+                    "--source_dir",
+                    str(root / source_dir),
+                    "--target_dir",
+                    str(root / target_dir),
+                    "--architecture",
+                    args.architecture,
+                    "--epochs",
+                    str(args.epochs),
+                    "--batch_size",
+                    str(args.batch_size),
+                    "--mixed_precision",
+                    args.mixed_precision,
+                    "--checkpoint_every",
+                    str(args.epochs),
+                    "--output_dir",
+                    output_dir,
+                ]
                 if args.steps_per_epoch:
                     argv += ["--steps_per_epoch", str(args.steps_per_epoch)]
                 if args.num_threads:
@@ -74,12 +97,19 @@ def main(args):
                 started = time.perf_counter()
                 final = train_dann.main(train_dann.parse_args(argv))
                 wall = time.perf_counter() - started
-            results.append({
-                "scenario": scenario, "mode": mode, "epochs": args.epochs, "batch_size": args.batch_size,
-                "images_seen": final["images_seen"], "wall_time_s": wall,
-                "seconds_per_epoch": wall / args.epochs, "labelled_images_per_s": final["images_seen"] / wall,
-                "target_val_accuracy": final["target_val_accuracy"],
-            })
+            results.append(
+                {
+                    "scenario": scenario,
+                    "mode": mode,
+                    "epochs": args.epochs,
+                    "batch_size": args.batch_size,
+                    "images_seen": final["images_seen"],
+                    "wall_time_s": wall,
+                    "seconds_per_epoch": wall / args.epochs,
+                    "labelled_images_per_s": final["images_seen"] / wall,
+                    "target_val_accuracy": final["target_val_accuracy"],
+                }
+            )
     report = {"device": device_name(), "architecture": args.architecture, "results": results}
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output_json).write_text(json.dumps(report, indent=2))
@@ -88,8 +118,10 @@ def main(args):
     print("|---|---|---|---|---|---|---|")
     for r in results:
         steps = r["images_seen"] // (r["batch_size"] * r["epochs"])
-        print(f"| {r['scenario']} | {r['mode']} | {r['epochs']} x {steps} | {r['wall_time_s']:.1f} | "
-              f"{r['seconds_per_epoch']:.2f} | {r['labelled_images_per_s']:.0f} | {r['target_val_accuracy']:.4f} |")
+        print(
+            f"| {r['scenario']} | {r['mode']} | {r['epochs']} x {steps} | {r['wall_time_s']:.1f} | "
+            f"{r['seconds_per_epoch']:.2f} | {r['labelled_images_per_s']:.0f} | {r['target_val_accuracy']:.4f} |"
+        )
     return report
 
 

@@ -59,39 +59,68 @@ def parse_args(argv=None):
 def run_one(model: str, scheduler: str, steps: int, images_per_digit: int, args, classifier) -> dict:
     output_dir = Path(tempfile.mkdtemp(prefix="bench-samplers-")) / "digits"
     try:
-        command = course_output.parse_args([
-            "--pretrained", model, "--output_dir", str(output_dir), "--scheduler", scheduler,
-            "--num_inference_steps", str(steps), "--images_per_digit", str(images_per_digit),
-            "--guidance", str(args.guidance), "--device", args.device,
-        ])
+        command = course_output.parse_args(
+            [
+                "--pretrained",
+                model,
+                "--output_dir",
+                str(output_dir),
+                "--scheduler",
+                scheduler,
+                "--num_inference_steps",
+                str(steps),
+                "--images_per_digit",
+                str(images_per_digit),
+                "--guidance",
+                str(args.guidance),
+                "--device",
+                args.device,
+            ]
+        )
         start, cpu_start = time.perf_counter(), time.process_time()
         course_output.main(command)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
         report = score_folder(classifier, output_dir)
     finally:
         shutil.rmtree(output_dir.parent, ignore_errors=True)
-    return {"model": model, "scheduler": scheduler, "steps": steps, "images": report["total"],
-            "seconds": round(seconds, 2), "seconds_per_1000": round(seconds * 1000 / report["total"], 1),
-            "cpu_seconds_per_1000": round(cpu_seconds * 1000 / report["total"], 1),
-            "torch_threads": torch.get_num_threads(),
-            "accuracy": report["accuracy"], "per_digit": {d: r["accuracy"] for d, r in report["per_digit"].items()}}
+    return {
+        "model": model,
+        "scheduler": scheduler,
+        "steps": steps,
+        "images": report["total"],
+        "seconds": round(seconds, 2),
+        "seconds_per_1000": round(seconds * 1000 / report["total"], 1),
+        "cpu_seconds_per_1000": round(cpu_seconds * 1000 / report["total"], 1),
+        "torch_threads": torch.get_num_threads(),
+        "accuracy": report["accuracy"],
+        "per_digit": {d: r["accuracy"] for d, r in report["per_digit"].items()},
+    }
 
 
 def format_table(results: list[dict]) -> str:
-    lines = ["| model | sampler | steps | images | seconds | s per 1000 | CPU s per 1000 | accuracy |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | sampler | steps | images | seconds | s per 1000 | CPU s per 1000 | accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         cpu = r.get("cpu_seconds_per_1000", float("nan"))
-        lines.append(f"| {Path(r['model']).name} | {r['scheduler']} | {r['steps']} | {r['images']} "
-                     f"| {r['seconds']:.1f} | {r['seconds_per_1000']:.0f} | {cpu:.0f} | {r['accuracy']:.3f} |")
+        lines.append(
+            f"| {Path(r['model']).name} | {r['scheduler']} | {r['steps']} | {r['images']} "
+            f"| {r['seconds']:.1f} | {r['seconds_per_1000']:.0f} | {cpu:.0f} | {r['accuracy']:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def main(args) -> dict:
     output_json = Path(args.output_json)
     report = json.loads(output_json.read_text()) if output_json.is_file() else {"results": []}
-    report.update(device=args.device if args.device != "cpu" else f"CPU ({platform.machine()}, "
-                  f"{torch.get_num_threads()} torch threads)", torch=torch.__version__, guidance=args.guidance)
+    report.update(
+        device=args.device
+        if args.device != "cpu"
+        else f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)",
+        torch=torch.__version__,
+        guidance=args.guidance,
+    )
     done = {(r["model"], r["scheduler"], r["steps"], r["images"]) for r in report["results"]}
     classifier = DigitClassifier.from_pretrained(args.classifier).to(args.device)
     for scheduler, steps, per_digit in args.runs:

@@ -36,5 +36,9 @@ def count_faces(images: torch.Tensor, training: torch.Tensor) -> dict:
         raise ValueError(f"images {tuple(images.shape[1:])} and training faces {tuple(training.shape[1:])} differ")
     threshold = face_threshold(training)
     scores = nearest_correlations(images, training)
-    return {"faces": int((scores >= threshold).sum()), "total": len(images), "threshold": threshold,
-            "per_image": [round(float(s), 4) for s in scores]}
+    return {
+        "faces": int((scores >= threshold).sum()),
+        "total": len(images),
+        "threshold": threshold,
+        "per_image": [round(float(s), 4) for s in scores],
+    }

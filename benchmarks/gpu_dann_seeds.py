@@ -76,15 +76,19 @@ def parse_group(text: str) -> Group:
         raise argparse.ArgumentTypeError(
             f"--group {text!r}: needs a plain name and modes among {[m for m in ROWS if m != 'target_only']}"
             + (f"; not {unknown}" if unknown else "")
-            + (" (target_only's epochs are target epochs: the steps would differ from the other rows)"
-               if "target_only" in unknown else ""))
+            + (
+                " (target_only's epochs are target epochs: the steps would differ from the other rows)"
+                if "target_only" in unknown
+                else ""
+            )
+        )
     return Group(name, modes, [f for f in flags_text.split(",") if f])
 
 
 def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    train_argv = argv[argv.index("--") + 1:] if "--" in argv else []
-    own_argv = argv[:argv.index("--")] if "--" in argv else argv
+    train_argv = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own_argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", default="mnist")
     parser.add_argument("--target", default="mnistm")
@@ -94,10 +98,15 @@ def parse_args(argv=None):
     parser.add_argument("--group", type=parse_group, action="append", required=True, dest="groups")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget_s", type=float, default=300.0, help="wall time the training loops may take")
-    parser.add_argument("--deadline_s", type=float, default=470.0,
-                        help="from the start: runs still going then are stopped; tables and packing follow")
-    parser.add_argument("--calibration_steps", type=int, default=62,
-                        help="steps per calibration epoch (at most an epoch's)")
+    parser.add_argument(
+        "--deadline_s",
+        type=float,
+        default=470.0,
+        help="from the start: runs still going then are stopped; tables and packing follow",
+    )
+    parser.add_argument(
+        "--calibration_steps", type=int, default=62, help="steps per calibration epoch (at most an epoch's)"
+    )
     parser.add_argument("--max_epochs", type=int, default=480)
     parser.add_argument("--evals", type=int, default=8, help="target validations per run (epochs round to it)")
     parser.add_argument("--steps_per_epoch", type=int, default=None, help="cap (dry runs)")
@@ -123,14 +132,39 @@ def parse_args(argv=None):
     return args
 
 
-def train_command(args, group: Group, mode: str, seed: int, run_dir: Path, epochs: int, eval_every: int,
-                  steps_per_epoch: int | None) -> list[str]:
-    command = [sys.executable, "-m", "training.train_dann", "--source", args.source,
-               "--target", args.target, "--source_dir", args.source_dir, "--target_dir", args.target_dir,
-               "--mode", mode, "--seed", str(seed), "--output_dir", str(run_dir), *args.train_argv, *group.flags,
-               # the last occurrence wins in argparse: these override whatever the shared flags say
-               "--epochs", str(epochs), "--eval_every", str(eval_every), "--checkpoint_every", str(epochs),
-               "--num_threads", "1"]
+def train_command(
+    args, group: Group, mode: str, seed: int, run_dir: Path, epochs: int, eval_every: int, steps_per_epoch: int | None
+) -> list[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "training.train_dann",
+        "--source",
+        args.source,
+        "--target",
+        args.target,
+        "--source_dir",
+        args.source_dir,
+        "--target_dir",
+        args.target_dir,
+        "--mode",
+        mode,
+        "--seed",
+        str(seed),
+        "--output_dir",
+        str(run_dir),
+        *args.train_argv,
+        *group.flags,
+        # the last occurrence wins in argparse: these override whatever the shared flags say
+        "--epochs",
+        str(epochs),
+        "--eval_every",
+        str(eval_every),
+        "--checkpoint_every",
+        str(epochs),
+        "--num_threads",
+        "1",
+    ]
     if steps_per_epoch:
         command += ["--steps_per_epoch", str(steps_per_epoch)]
     return command
@@ -139,10 +173,18 @@ def train_command(args, group: Group, mode: str, seed: int, run_dir: Path, epoch
 def make_jobs(args, phase: str) -> list[Job]:
     logs = args.output_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    return [Job(g, mode, seed,
-                args.output_dir / phase / g.name / f"{args.source}-{args.target}-{mode}-seed{seed}",
-                logs / f"{phase}-{g.name}-{mode}-seed{seed}.log")
-            for g in args.groups for mode in g.modes for seed in args.seeds]
+    return [
+        Job(
+            g,
+            mode,
+            seed,
+            args.output_dir / phase / g.name / f"{args.source}-{args.target}-{mode}-seed{seed}",
+            logs / f"{phase}-{g.name}-{mode}-seed{seed}.log",
+        )
+        for g in args.groups
+        for mode in g.modes
+        for seed in args.seeds
+    ]
 
 
 def run_jobs(jobs: list[Job], commands: list[list[str]], deadline: float) -> None:
@@ -153,8 +195,9 @@ def run_jobs(jobs: list[Job], commands: list[list[str]], deadline: float) -> Non
             job.log.write_text(" ".join(command) + "\n\n")
             with job.log.open("a") as log:
                 # its own process group, so that stopping it also stops whatever it started
-                job.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                               start_new_session=True)
+                job.process = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+                )
             job.started = time.monotonic()
         while any(job.ended is None for job in jobs) and time.monotonic() <= deadline:
             for job in jobs:
@@ -173,13 +216,30 @@ def run_jobs(jobs: list[Job], commands: list[list[str]], deadline: float) -> Non
 
 def job_record(job: Job) -> dict:
     metrics_file = job.run_dir / "metrics.json"
-    record = {"group": job.group.name, "mode": job.mode, "seed": job.seed, "returncode": job.process.returncode,
-              "process_wall_s": round(job.ended - job.started, 1), "finished": metrics_file.exists()}
+    record = {
+        "group": job.group.name,
+        "mode": job.mode,
+        "seed": job.seed,
+        "returncode": job.process.returncode,
+        "process_wall_s": round(job.ended - job.started, 1),
+        "finished": metrics_file.exists(),
+    }
     if record["finished"]:
         metrics = json.loads(metrics_file.read_text())
-        record.update({key: metrics[key] for key in ("target_val_accuracy", "target_val_accuracy_before_adapt_bn",
-                                                      "source_val_accuracy", "steps", "batch_size", "wall_time_s")
-                       if key in metrics})
+        record.update(
+            {
+                key: metrics[key]
+                for key in (
+                    "target_val_accuracy",
+                    "target_val_accuracy_before_adapt_bn",
+                    "source_val_accuracy",
+                    "steps",
+                    "batch_size",
+                    "wall_time_s",
+                )
+                if key in metrics
+            }
+        )
     else:
         record["log_tail"] = job.log.read_text()[-1500:]
     return record
@@ -213,16 +273,22 @@ def choose_epochs(args, seconds_per_step: float, steps_per_epoch: int, seconds_l
 def calibrate(args, started: float, steps_per_epoch: int) -> dict:
     jobs = make_jobs(args, "calibration")
     steps = min(args.calibration_steps, steps_per_epoch)
-    commands = [train_command(args, j.group, j.mode, j.seed, j.run_dir, CALIBRATION_EPOCHS, CALIBRATION_EPOCHS, steps)
-                for j in jobs]
+    commands = [
+        train_command(args, j.group, j.mode, j.seed, j.run_dir, CALIBRATION_EPOCHS, CALIBRATION_EPOCHS, steps)
+        for j in jobs
+    ]
     run_jobs(jobs, commands, started + min(args.deadline_s, 180.0))
     records = [job_record(j) for j in jobs]
     failed = [r for r in records if not r["finished"]]
     if failed:
         raise RuntimeError(f"{len(failed)} calibration run(s) failed; first: {failed[0]}")
     times = {f"{j.group.name}/{j.mode}/seed{j.seed}": step_time(j, steps) for j in jobs}
-    return {"jobs": len(jobs), "seconds_per_step": times, "slowest_s": max(times.values()),
-            "wall_s": round(time.monotonic() - started, 1)}
+    return {
+        "jobs": len(jobs),
+        "seconds_per_step": times,
+        "slowest_s": max(times.values()),
+        "wall_s": round(time.monotonic() - started, 1),
+    }
 
 
 def labelled_steps_per_epoch(args) -> int:
@@ -238,12 +304,33 @@ def labelled_steps_per_epoch(args) -> int:
 
 def group_tables(args, group: Group) -> dict:
     """The group's table and t-SNE over its finished runs (dann_experiments reads them; it trains nothing)."""
-    command = [sys.executable, "-m", "training.report.dann_experiments", "--no_train", "--source", args.source,
-               "--target", args.target, "--source_dir", args.source_dir, "--target_dir", args.target_dir,
-               "--runs_dir", str(args.output_dir / "runs" / group.name),
-               "--figures_dir", str(args.output_dir / "figures" / group.name),
-               "--modes", *group.modes, "--seeds", *map(str, args.seeds),
-               "--tsne_per_domain", str(args.tsne_per_domain), "--", *args.train_argv, *group.flags]
+    command = [
+        sys.executable,
+        "-m",
+        "training.report.dann_experiments",
+        "--no_train",
+        "--source",
+        args.source,
+        "--target",
+        args.target,
+        "--source_dir",
+        args.source_dir,
+        "--target_dir",
+        args.target_dir,
+        "--runs_dir",
+        str(args.output_dir / "runs" / group.name),
+        "--figures_dir",
+        str(args.output_dir / "figures" / group.name),
+        "--modes",
+        *group.modes,
+        "--seeds",
+        *map(str, args.seeds),
+        "--tsne_per_domain",
+        str(args.tsne_per_domain),
+        "--",
+        *args.train_argv,
+        *group.flags,
+    ]
     log = args.output_dir / "logs" / f"tables-{group.name}.log"
     with log.open("w") as out:
         code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, timeout=300)
@@ -253,18 +340,26 @@ def group_tables(args, group: Group) -> dict:
 
 def write_summary(args, summary: dict) -> None:
     (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    lines = [f"# {args.source} -> {args.target}: modes x seeds side by side", "",
-             f"device: {summary['environment']['device']}; torch {summary['environment']['packages']['torch']}; "
-             f"commit {summary['environment']['commit']}", "",
-             f"shared flags: `{' '.join(args.train_argv)}`", ""]
+    lines = [
+        f"# {args.source} -> {args.target}: modes x seeds side by side",
+        "",
+        f"device: {summary['environment']['device']}; torch {summary['environment']['packages']['torch']}; "
+        f"commit {summary['environment']['commit']}",
+        "",
+        f"shared flags: `{' '.join(args.train_argv)}`",
+        "",
+    ]
     if "calibration" in summary:
         c = summary["calibration"]
-        lines.append(f"calibration: {c['jobs']} jobs side by side, slowest step {1000 * c['slowest_s']:.1f} ms, "
-                     f"{c['wall_s']} s")
+        lines.append(
+            f"calibration: {c['jobs']} jobs side by side, slowest step {1000 * c['slowest_s']:.1f} ms, {c['wall_s']} s"
+        )
     if "epochs" in summary:
-        lines.append(f"runs: {summary['epochs']} epochs x {summary['steps_per_epoch']} steps; "
-                     f"finished {summary.get('finished', '?')} of {summary.get('jobs', '?')} in "
-                     f"{summary.get('runs_wall_s', '?')} s")
+        lines.append(
+            f"runs: {summary['epochs']} epochs x {summary['steps_per_epoch']} steps; "
+            f"finished {summary.get('finished', '?')} of {summary.get('jobs', '?')} in "
+            f"{summary.get('runs_wall_s', '?')} s"
+        )
     for name, group in summary.get("groups", {}).items():
         lines += ["", f"## group {name}: `{' '.join(group['flags'])}`", "", group.get("table") or "(no table)"]
     if "error" in summary:
@@ -283,8 +378,12 @@ def main(args) -> dict:
         shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite
     args.output_dir.mkdir(parents=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    summary = {"argv": sys.argv, "train_argv": args.train_argv, "environment": environment(device),
-               "groups": {g.name: {"modes": g.modes, "flags": g.flags} for g in args.groups}}
+    summary = {
+        "argv": sys.argv,
+        "train_argv": args.train_argv,
+        "environment": environment(device),
+        "groups": {g.name: {"modes": g.modes, "flags": g.flags} for g in args.groups},
+    }
     try:
         steps_per_epoch = labelled_steps_per_epoch(args)
         summary["calibration"] = calibrate(args, started, steps_per_epoch)
@@ -293,15 +392,25 @@ def main(args) -> dict:
         epochs = choose_epochs(args, summary["calibration"]["slowest_s"], steps_per_epoch, seconds_left)
         summary.update({"epochs": epochs, "steps_per_epoch": steps_per_epoch})
         jobs = make_jobs(args, "runs")
-        commands = [train_command(args, j.group, j.mode, j.seed, j.run_dir, epochs, epochs // args.evals,
-                                  args.steps_per_epoch) for j in jobs]
+        commands = [
+            train_command(args, j.group, j.mode, j.seed, j.run_dir, epochs, epochs // args.evals, args.steps_per_epoch)
+            for j in jobs
+        ]
         runs_started = time.monotonic()
-        print(f"calibrated: {summary['calibration']['slowest_s'] * 1000:.1f} ms per step at most; "
-              f"{len(jobs)} runs of {epochs} epochs x {steps_per_epoch} steps", flush=True)
+        print(
+            f"calibrated: {summary['calibration']['slowest_s'] * 1000:.1f} ms per step at most; "
+            f"{len(jobs)} runs of {epochs} epochs x {steps_per_epoch} steps",
+            flush=True,
+        )
         run_jobs(jobs, commands, started + args.deadline_s)
         summary["runs"] = [job_record(j) for j in jobs]
-        summary.update({"jobs": len(jobs), "finished": sum(r["finished"] for r in summary["runs"]),
-                        "runs_wall_s": round(time.monotonic() - runs_started, 1)})
+        summary.update(
+            {
+                "jobs": len(jobs),
+                "finished": sum(r["finished"] for r in summary["runs"]),
+                "runs_wall_s": round(time.monotonic() - runs_started, 1),
+            }
+        )
         write_summary(args, summary)
         for group in args.groups:
             summary["groups"][group.name].update(group_tables(args, group))

@@ -32,10 +32,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmark modules beside this file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
 
-import torch  # noqa: E402
-from suite_report import environment, write_summary  # noqa: E402
+import torch
+from suite_report import environment, write_summary
 
-from adapters.folders import check_output_dir  # noqa: E402
+from adapters.folders import check_output_dir
 
 STAGES = ("timing", "train", "sample", "dann", "faces")
 
@@ -80,8 +80,16 @@ class Sizes:
     face_ddim_steps: int = 50
     face_extra: tuple = ()
     # Caps, not targets: together about 8 minutes. The stages' measured seconds are in the summary.
-    budgets_s: dict = field(default_factory=lambda: {"timing_eager": 80, "timing_compiled": 50, "train": 70,
-                                                     "sample": 60, "dann": 120, "faces": 90})
+    budgets_s: dict = field(
+        default_factory=lambda: {
+            "timing_eager": 80,
+            "timing_compiled": 50,
+            "train": 70,
+            "sample": 60,
+            "dann": 120,
+            "faces": 90,
+        }
+    )
     # Settings that override what the timing stage chose (the dry run sends bf16 and NHWC down every path).
     force_choice: dict = field(default_factory=dict)
 
@@ -96,13 +104,37 @@ def dry_sizes() -> Sizes:
     # The compiled variants need a C++ toolchain and minutes on a CPU: the dry run skips them (the eager
     # variants take the same child-process path, so that path is still exercised).
     return replace(
-        full_sizes(), unet=(8, 16), groups=4, layers=1, timing_batch=8, timing_steps=2, timing_warmup=1,
-        num_images=10, images_per_digit=1, ddpm_steps=3, timing_ddpm_steps=2, ddim_steps=2, fast_steps=2,
-        eager_train=("old", "new"), eager_sample=("new",), compiled=(),
-        train_batch=8, train_steps=3, train_warmup=1, train_extra=("--max_train_images", "64"), logging_steps=1,
-        dann_report_batch=64, dann_report_epochs=1, dann_report_extra=("--steps_per_epoch", "2"),
-        dann_improved_epochs=1, dann_improved_steps=2, face_unet=(8, 16), face_layers=1, face_batch=8,
-        face_steps=2, face_ddim_steps=2,
+        full_sizes(),
+        unet=(8, 16),
+        groups=4,
+        layers=1,
+        timing_batch=8,
+        timing_steps=2,
+        timing_warmup=1,
+        num_images=10,
+        images_per_digit=1,
+        ddpm_steps=3,
+        timing_ddpm_steps=2,
+        ddim_steps=2,
+        fast_steps=2,
+        eager_train=("old", "new"),
+        eager_sample=("new",),
+        compiled=(),
+        train_batch=8,
+        train_steps=3,
+        train_warmup=1,
+        train_extra=("--max_train_images", "64"),
+        logging_steps=1,
+        dann_report_batch=64,
+        dann_report_epochs=1,
+        dann_report_extra=("--steps_per_epoch", "2"),
+        dann_improved_epochs=1,
+        dann_improved_steps=2,
+        face_unet=(8, 16),
+        face_layers=1,
+        face_batch=8,
+        face_steps=2,
+        face_ddim_steps=2,
         budgets_s={"timing_eager": 60, "timing_compiled": 60, "train": 60, "sample": 60, "dann": 60, "faces": 60},
         force_choice={"train_bf16": True, "train_channels_last": True, "sample_variant": "new+bf16+channels_last"},
     )
@@ -130,15 +162,21 @@ def parse_args(argv=None):
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--budget_scale", type=float, default=1.0, help="multiplies every stage's time budget")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cfg_model", type=Path, default=None,
-                        help="pipeline folder for the sample stage when the train stage is not run "
-                             "(e.g. OUT/cfg-model of an earlier run)")
+    parser.add_argument(
+        "--cfg_model",
+        type=Path,
+        default=None,
+        help="pipeline folder for the sample stage when the train stage is not run "
+        "(e.g. OUT/cfg-model of an earlier run)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
     missing = [name for name in ("mnistm", "usps", "lfw_faces") if not (args.data / name).is_dir()]
     if missing:
-        raise FileNotFoundError(f"--data {args.data} lacks {', '.join(missing)}: lay it out like ../shared/data "
-                                "(benchmarks/make_gpu_data.py writes such a folder)")
+        raise FileNotFoundError(
+            f"--data {args.data} lacks {', '.join(missing)}: lay it out like ../shared/data "
+            "(benchmarks/make_gpu_data.py writes such a folder)"
+        )
     if not args.budget_scale > 0:
         raise ValueError(f"--budget_scale must be > 0, got {args.budget_scale}")
     check_output_dir(args.output_dir, args.overwrite)
@@ -169,8 +207,11 @@ def run_stage(record: dict, name: str, work) -> object:
         record[name] = {"status": "ok", **(result or {})}
     except Exception as error:  # noqa: BLE001 - recorded in the summary; one stage must not sink the rest
         result = None
-        record[name] = {"status": "failed", "error": f"{type(error).__name__}: {error}",
-                        "traceback": traceback.format_exc()[-4000:]}
+        record[name] = {
+            "status": "failed",
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc()[-4000:],
+        }
     finally:
         reset_accelerate_state()
     record[name]["stage_seconds"] = time.perf_counter() - started
@@ -199,15 +240,28 @@ def run_suite(args) -> dict:
     device = "cpu" if args.dry_run or not torch.cuda.is_available() else "cuda"
     if args.dry_run:
         torch.set_num_threads(1)  # tiny models: more threads only wait on each other, worse on a busy machine
-    ctx = Context(args.data, args.output_dir, device, args.dry_run, args.seed,
-                  dry_sizes() if args.dry_run else full_sizes(), args.budget_scale)
+    ctx = Context(
+        args.data,
+        args.output_dir,
+        device,
+        args.dry_run,
+        args.seed,
+        dry_sizes() if args.dry_run else full_sizes(),
+        args.budget_scale,
+    )
     stages: dict = {}
 
     def summarise() -> dict:
         # rewritten after every stage, so that a run stopped from outside still leaves what it measured
-        summary = {"argv": sys.argv[1:], "dry_run": args.dry_run, "environment": env, "sizes": asdict(ctx.sizes),
-                   "budget_scale": args.budget_scale, "stages": stages,
-                   "total_seconds": time.perf_counter() - started}
+        summary = {
+            "argv": sys.argv[1:],
+            "dry_run": args.dry_run,
+            "environment": env,
+            "sizes": asdict(ctx.sizes),
+            "budget_scale": args.budget_scale,
+            "stages": stages,
+            "total_seconds": time.perf_counter() - started,
+        }
         write_summary(summary, args.output_dir)
         return summary
 

@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.digit_sources import IMAGE_FORMATS, from_arrays  # noqa: E402
-from adapters.digits import _to_rgb_array, open_image  # noqa: E402
+from adapters.digit_sources import IMAGE_FORMATS, from_arrays
+from adapters.digits import _to_rgb_array, open_image
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = ("mnistm", "usps", "lfw_faces", "mnist5k")
@@ -49,8 +49,12 @@ def parse_args(argv=None):
     parser.add_argument("--usps_validation", type=int, default=None, help="default: all")
     parser.add_argument("--max_mb", type=float, default=20.0, help="fail if the folder is larger (MB = 10^6 bytes)")
     parser.add_argument("--datasets", nargs="+", default=["mnistm", "usps", "lfw_faces"], choices=DATASETS)
-    parser.add_argument("--image_format", default="png", choices=sorted(IMAGE_FORMATS),
-                        help="how the digits are stored; both are lossless")
+    parser.add_argument(
+        "--image_format",
+        default="png",
+        choices=sorted(IMAGE_FORMATS),
+        help="how the digits are stored; both are lossless",
+    )
     return parser.parse_args(argv)
 
 
@@ -64,8 +68,9 @@ def first_rows(path: Path, count: int | None) -> tuple[list, np.ndarray]:
     return table.column("image").to_pylist(), np.asarray(table.column("label").to_pylist())
 
 
-def write_digits(source: Path, target: Path, split: str, count: int | None, resize_to: int | None,
-                 image_format: str = "png") -> int:
+def write_digits(
+    source: Path, target: Path, split: str, count: int | None, resize_to: int | None, image_format: str = "png"
+) -> int:
     values, labels = first_rows(source / f"{split}.parquet", count)
     images = [open_image(value, i) for i, value in enumerate(values)]
     if resize_to is not None:
@@ -90,12 +95,14 @@ def main(args) -> dict:
     counts = {}
     if "mnistm" in args.datasets:
         for split, count in (("train", args.mnistm_train), ("validation", args.mnistm_validation)):
-            counts[f"mnistm/{split}"] = write_digits(args.source / "mnistm", out / "mnistm", split, count, 28,
-                                                     args.image_format)
+            counts[f"mnistm/{split}"] = write_digits(
+                args.source / "mnistm", out / "mnistm", split, count, 28, args.image_format
+            )
     if "usps" in args.datasets:
         for split, count in (("train", args.usps_train), ("validation", args.usps_validation)):
-            counts[f"usps/{split}"] = write_digits(args.source / "usps", out / "usps", split, count, None,
-                                                   args.image_format)
+            counts[f"usps/{split}"] = write_digits(
+                args.source / "usps", out / "usps", split, count, None, args.image_format
+            )
     for name in ("lfw_faces", "mnist5k"):
         if name in args.datasets:
             shutil.copytree(args.source / name, out / name, dirs_exist_ok=True)

@@ -22,10 +22,18 @@ from training import train_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSIFIER = ROOT / "hub_cards" / "mnistm-digit-classifier"
-EAGER_TRAIN = ["old", "old+device_data", "old+device_data+device_rng", "old+device_data+device_rng+no_sync",
-               "old+device_data+device_rng+no_sync+ema_foreach",
-               "old+device_data+device_rng+no_sync+ema_foreach+fused", "new", "new+channels_last", "new+bf16",
-               "new+bf16+channels_last"]
+EAGER_TRAIN = [
+    "old",
+    "old+device_data",
+    "old+device_data+device_rng",
+    "old+device_data+device_rng+no_sync",
+    "old+device_data+device_rng+no_sync+ema_foreach",
+    "old+device_data+device_rng+no_sync+ema_foreach+fused",
+    "new",
+    "new+channels_last",
+    "new+bf16",
+    "new+bf16+channels_last",
+]
 EAGER_SAMPLE = ["old", "new", "new+channels_last", "new+bf16", "new+bf16+channels_last"]
 COMPILED = ["new+compile", "new+graphs", "new+bf16+graphs"]
 
@@ -39,8 +47,9 @@ def run_bench(ctx, name: str, argv: list[str], timeout_s: float) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with open(ctx.out / f"{name}.log", "w") as log:
         try:
-            subprocess.run(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s,
-                           check=True)
+            subprocess.run(
+                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=True
+            )
         except subprocess.TimeoutExpired:
             error = f"stopped at its {timeout_s:.0f} s budget (see {name}.log); the rows before are kept"
         except subprocess.CalledProcessError as failure:
@@ -54,26 +63,68 @@ def run_bench(ctx, name: str, argv: list[str], timeout_s: float) -> dict:
 def timing_stage(ctx) -> dict:
     """(c) old and new training steps and samplers side by side, each measure alone; compiled variants apart."""
     s = ctx.sizes
-    common = ["--device", ctx.device, "--block_out_channels", *map(str, s.unet), "--norm_num_groups", str(s.groups),
-              "--layers_per_block", str(s.layers), "--train_data", str(ctx.data / "mnistm"),
-              "--batch_size", str(s.timing_batch), "--train_steps", str(s.timing_steps),
-              "--warmup_steps", str(s.timing_warmup), "--num_images", str(s.num_images),
-              "--ddim_steps", str(s.ddim_steps), "--ddpm_steps", str(s.timing_ddpm_steps),
-              "--fast_steps", str(s.fast_steps), "--seed", str(ctx.seed)]
-    eager = run_bench(ctx, "timing_eager", [*common, "--measure", "train", "ddpm", "ddim", "fast",
-                                            "--train_variants", *s.eager_train, "--sample_variants", *s.eager_sample],
-                      ctx.budget("timing_eager"))
+    common = [
+        "--device",
+        ctx.device,
+        "--block_out_channels",
+        *map(str, s.unet),
+        "--norm_num_groups",
+        str(s.groups),
+        "--layers_per_block",
+        str(s.layers),
+        "--train_data",
+        str(ctx.data / "mnistm"),
+        "--batch_size",
+        str(s.timing_batch),
+        "--train_steps",
+        str(s.timing_steps),
+        "--warmup_steps",
+        str(s.timing_warmup),
+        "--num_images",
+        str(s.num_images),
+        "--ddim_steps",
+        str(s.ddim_steps),
+        "--ddpm_steps",
+        str(s.timing_ddpm_steps),
+        "--fast_steps",
+        str(s.fast_steps),
+        "--seed",
+        str(ctx.seed),
+    ]
+    eager = run_bench(
+        ctx,
+        "timing_eager",
+        [
+            *common,
+            "--measure",
+            "train",
+            "ddpm",
+            "ddim",
+            "fast",
+            "--train_variants",
+            *s.eager_train,
+            "--sample_variants",
+            *s.eager_sample,
+        ],
+        ctx.budget("timing_eager"),
+    )
     compiled = {"results": []}
     if s.compiled:
-        compiled = run_bench(ctx, "timing_compiled", [*common, "--measure", "train", "ddim", "--train_variants",
-                                                      *s.compiled, "--sample_variants", *s.compiled],
-                             ctx.budget("timing_compiled"))
+        compiled = run_bench(
+            ctx,
+            "timing_compiled",
+            [*common, "--measure", "train", "ddim", "--train_variants", *s.compiled, "--sample_variants", *s.compiled],
+            ctx.budget("timing_compiled"),
+        )
     rows = eager["results"] + compiled["results"]
-    return {"rows": rows, "errors": {k: v["error"] for k, v in (("eager", eager), ("compiled", compiled))
-                                     if "error" in v},
-            "device": eager.get("device"), "params": eager.get("params"),
-            "gflop_per_image": eager.get("gflop_per_image"),
-            "choice": choose_fast_settings(rows)}
+    return {
+        "rows": rows,
+        "errors": {k: v["error"] for k, v in (("eager", eager), ("compiled", compiled)) if "error" in v},
+        "device": eager.get("device"),
+        "params": eager.get("params"),
+        "gflop_per_image": eager.get("gflop_per_image"),
+        "choice": choose_fast_settings(rows),
+    }
 
 
 def _row(rows, measure, variant):
@@ -82,17 +133,26 @@ def _row(rows, measure, variant):
 
 def choose_fast_settings(rows) -> dict:
     """bf16 / channels_last for training and sampling where the timing says they pay (10% or more)."""
+
     def faster(measure, key, base, candidate):
         a, b = _row(rows, measure, base), _row(rows, measure, candidate)
         return bool(a and b and b[key] < 0.9 * a[key])
 
     new_train = _row(rows, "train", "new")
-    return {"train_bf16": faster("train", "ms_per_step", "new", "new+bf16"),
-            "train_channels_last": faster("train", "ms_per_step", "new", "new+channels_last"),
-            "sample_variant": min((r for r in rows if r["measure"] == "ddpm" and "error" not in r
-                                   and r["variant"].startswith("new") and r.get("finite")),
-                                  key=lambda r: r["timed_s"], default={"variant": "new"})["variant"],
-            "train_ms_per_step": new_train["ms_per_step"] if new_train else None}
+    return {
+        "train_bf16": faster("train", "ms_per_step", "new", "new+bf16"),
+        "train_channels_last": faster("train", "ms_per_step", "new", "new+channels_last"),
+        "sample_variant": min(
+            (
+                r
+                for r in rows
+                if r["measure"] == "ddpm" and "error" not in r and r["variant"].startswith("new") and r.get("finite")
+            ),
+            key=lambda r: r["timed_s"],
+            default={"variant": "new"},
+        )["variant"],
+        "train_ms_per_step": new_train["ms_per_step"] if new_train else None,
+    }
 
 
 def train_stage(ctx, timing: dict | None) -> dict:
@@ -105,22 +165,60 @@ def train_stage(ctx, timing: dict | None) -> dict:
         ms = choice["train_ms_per_step"] * s.train_batch / s.timing_batch
         steps = max(500, min(steps, int(0.85 * (s.train_budget_s - 10) * 1000 / ms)))
     output = ctx.out / "cfg-model"
-    argv = ["--train_data", str(ctx.data / "mnistm"), "--output_dir", str(output), "--report_to", "none",
-            "--block_out_channels", *map(str, s.unet), "--norm_num_groups", str(s.groups),
-            "--layers_per_block", str(s.layers), "--train_batch_size", str(s.train_batch),
-            "--learning_rate", str(s.train_lr), "--lr_warmup_steps", str(min(s.train_warmup, steps // 5 or 1)),
-            "--max_train_steps", str(steps), "--max_train_seconds", str(s.train_budget_s),
-            "--logging_steps", str(s.logging_steps), "--checkpointing_steps", str(steps),
-            "--checkpoints_total_limit", "1", "--save_images_steps", str(10 * steps),
-            "--sample_images_per_digit", "4", "--sample_inference_steps", str(s.ddim_steps),
-            "--mixed_precision", "bf16" if choice.get("train_bf16") else "no", *s.train_extra]
+    argv = [
+        "--train_data",
+        str(ctx.data / "mnistm"),
+        "--output_dir",
+        str(output),
+        "--report_to",
+        "none",
+        "--block_out_channels",
+        *map(str, s.unet),
+        "--norm_num_groups",
+        str(s.groups),
+        "--layers_per_block",
+        str(s.layers),
+        "--train_batch_size",
+        str(s.train_batch),
+        "--learning_rate",
+        str(s.train_lr),
+        "--lr_warmup_steps",
+        str(min(s.train_warmup, steps // 5 or 1)),
+        "--max_train_steps",
+        str(steps),
+        "--max_train_seconds",
+        str(s.train_budget_s),
+        "--logging_steps",
+        str(s.logging_steps),
+        "--checkpointing_steps",
+        str(steps),
+        "--checkpoints_total_limit",
+        "1",
+        "--save_images_steps",
+        str(10 * steps),
+        "--sample_images_per_digit",
+        "4",
+        "--sample_inference_steps",
+        str(s.ddim_steps),
+        "--mixed_precision",
+        "bf16" if choice.get("train_bf16") else "no",
+        *s.train_extra,
+    ]
     if choice.get("train_channels_last"):
         argv.append("--channels_last")
     started = time.perf_counter()
     result = train_cfg.main(train_cfg.parse_args(argv))
-    return {"argv": argv, "planned_steps": steps, "steps": result.global_step, "images_seen": result.images_seen,
-            "train_seconds": result.seconds, "stopped_by_time": result.stopped_by_time,
-            "final_loss": result.final_loss, "stage_seconds": time.perf_counter() - started, "model": str(output)}
+    return {
+        "argv": argv,
+        "planned_steps": steps,
+        "steps": result.global_step,
+        "images_seen": result.images_seen,
+        "train_seconds": result.seconds,
+        "stopped_by_time": result.stopped_by_time,
+        "final_loss": result.final_loss,
+        "stage_seconds": time.perf_counter() - started,
+        "model": str(output),
+    }
 
 
 def write_digits(images: torch.Tensor, labels: list[int], folder: Path) -> None:
@@ -151,18 +249,31 @@ def sample_and_score(ctx, model_dir: Path, choice: dict) -> dict:
                 torch.cuda.synchronize()
             started = time.perf_counter()
             with autocast(settings, device):
-                output = run(digit=list(range(NUM_DIGITS)), guidance=2.0, num_images_per_digit=s.images_per_digit,
-                             num_inference_steps=steps if timed else min(2, steps),
-                             generator=sampling_generator(settings, device, ctx.seed), output_type="pt")
+                output = run(
+                    digit=list(range(NUM_DIGITS)),
+                    guidance=2.0,
+                    num_images_per_digit=s.images_per_digit,
+                    num_inference_steps=steps if timed else min(2, steps),
+                    generator=sampling_generator(settings, device, ctx.seed),
+                    output_type="pt",
+                )
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - started
         folder = ctx.out / "samples" / f"{sampler}-{steps}"
         write_digits(output.images, output.labels, folder)
         report = score_folder(classifier, folder)
-        rows.append({"sampler": sampler, "steps": steps, "variant": variant, "images": len(output.labels),
-                     "seconds": seconds, "accuracy": report["accuracy"],
-                     "per_digit": {d: r["accuracy"] for d, r in report["per_digit"].items()}})
+        rows.append(
+            {
+                "sampler": sampler,
+                "steps": steps,
+                "variant": variant,
+                "images": len(output.labels),
+                "seconds": seconds,
+                "accuracy": report["accuracy"],
+                "per_digit": {d: r["accuracy"] for d, r in report["per_digit"].items()},
+            }
+        )
     return {"rows": rows, "course_output": course_output_ratio(ctx, model_dir, rows)}
 
 
@@ -170,12 +281,29 @@ def course_output_ratio(ctx, model_dir: Path, rows) -> dict:
     """The course-output command (digits mixed in batches of 1000 on a GPU) against the pipeline's own time."""
     s = ctx.sizes
     folder = ctx.out / "course-output-ddim"
-    argv = ["--pretrained", str(model_dir), "--output_dir", str(folder), "--overwrite", "--scheduler", "ddim",
-            "--num_inference_steps", str(s.ddim_steps), "--images_per_digit", str(s.images_per_digit),
-            "--device", ctx.device]
+    argv = [
+        "--pretrained",
+        str(model_dir),
+        "--output_dir",
+        str(folder),
+        "--overwrite",
+        "--scheduler",
+        "ddim",
+        "--num_inference_steps",
+        str(s.ddim_steps),
+        "--images_per_digit",
+        str(s.images_per_digit),
+        "--device",
+        ctx.device,
+    ]
     started = time.perf_counter()
     course_output.main(course_output.parse_args(argv))
     seconds = time.perf_counter() - started
     pipeline = next(r for r in rows if r["sampler"] == "ddim")
-    return {"argv": argv, "seconds": seconds, "pipeline_seconds": pipeline["seconds"],
-            "ratio": seconds / pipeline["seconds"], "goal": "<= 1.5"}
+    return {
+        "argv": argv,
+        "seconds": seconds,
+        "pipeline_seconds": pipeline["seconds"],
+        "ratio": seconds / pipeline["seconds"],
+        "goal": "<= 1.5",
+    }

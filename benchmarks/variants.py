@@ -67,8 +67,15 @@ TRAIN_ABLATION = [
     "new+graphs",
     "new+bf16+graphs",
 ]
-SAMPLE_ABLATION = ["old", "new", "new+bf16", "new+channels_last", "new+bf16+channels_last", "new+graphs",
-                   "new+bf16+graphs"]
+SAMPLE_ABLATION = [
+    "old",
+    "new",
+    "new+bf16",
+    "new+channels_last",
+    "new+bf16+channels_last",
+    "new+graphs",
+    "new+bf16+graphs",
+]
 
 
 def parse_variant(name: str) -> Settings:
@@ -105,9 +112,20 @@ def maybe_compile(module, settings: Settings):
 class TrainLoop:
     """Optimizer steps as training/train_cfg.py takes them (clip, AdamW, EMA), without accelerate's wrapper."""
 
-    def __init__(self, unet: UNet2DModel, noise_scheduler, null_class_id, images, labels, settings: Settings,
-                 device: torch.device, batch_size: int, learning_rate: float = 1e-3, label_dropout: float = 0.1,
-                 seed: int = 0):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        noise_scheduler,
+        null_class_id,
+        images,
+        labels,
+        settings: Settings,
+        device: torch.device,
+        batch_size: int,
+        learning_rate: float = 1e-3,
+        label_dropout: float = 0.1,
+        seed: int = 0,
+    ):
         self.settings, self.device = settings, device
         apply_backend_flags(settings)
         self.unet = copy.deepcopy(unet).to(device).train()
@@ -117,8 +135,9 @@ class TrainLoop:
         self.noise_scheduler, self.null_class_id, self.label_dropout = noise_scheduler, null_class_id, label_dropout
         fused = settings.fused and device.type == "cuda"
         self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=learning_rate, fused=fused or None)
-        self.ema = EMAModel(self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75,
-                            foreach=settings.ema_foreach)
+        self.ema = EMAModel(
+            self.unet.parameters(), decay=0.999, use_ema_warmup=True, power=0.75, foreach=settings.ema_foreach
+        )
         self.ema.to(device)
         data_device = device if settings.device_data else torch.device("cpu")
         self.images, self.labels = images.to(data_device), labels.to(data_device)
@@ -131,8 +150,15 @@ class TrainLoop:
         clean = to_model_input(self.images[index].to(self.device), self.settings.channels_last)
         labels = self.labels[index].to(self.device)
         with autocast(self.settings, self.device):
-            loss = diffusion_loss(self.model, self.noise_scheduler, clean, labels, self.randomness.for_micro_step(i),
-                                  self.label_dropout, self.null_class_id)
+            loss = diffusion_loss(
+                self.model,
+                self.noise_scheduler,
+                clean,
+                labels,
+                self.randomness.for_micro_step(i),
+                self.label_dropout,
+                self.null_class_id,
+            )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
         self.optimizer.step()

@@ -11,19 +11,42 @@ from diffusers import DDPMScheduler, UNet2DModel
 from pipelines import ConditionalDDPMPipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_cfg  # noqa: E402
+import bench_cfg
 
 
 def test_benchmark_times_training_and_both_samplers(tmp_path, capsys):
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), num_class_embeds=11)
+    unet = UNet2DModel(
+        sample_size=8,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=11,
+    )
     pipe = ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=20), null_class_id=10)
     pipe.save_pretrained(tmp_path / "p")
-    args = bench_cfg.parse_args(["--pretrained", str(tmp_path / "p"), "--device", "cpu", "--batch_size", "8",
-                                 "--train_steps", "2", "--warmup_steps", "1", "--num_images", "10",
-                                 "--ddim_steps", "3", "--output_json", str(tmp_path / "bench.json")])
+    args = bench_cfg.parse_args(
+        [
+            "--pretrained",
+            str(tmp_path / "p"),
+            "--device",
+            "cpu",
+            "--batch_size",
+            "8",
+            "--train_steps",
+            "2",
+            "--warmup_steps",
+            "1",
+            "--num_images",
+            "10",
+            "--ddim_steps",
+            "3",
+            "--output_json",
+            str(tmp_path / "bench.json"),
+        ]
+    )
     report = bench_cfg.main(args)
     rows = [(r["measure"], r["variant"]) for r in report["results"]]
     assert rows == [(m, v) for m in ("train", "ddpm", "ddim") for v in ("old", "new")]
@@ -42,7 +65,8 @@ def test_benchmark_times_training_and_both_samplers(tmp_path, capsys):
 def test_a_failing_variant_becomes_a_row_that_says_so():
     row = bench_cfg.guarded("train", "new+graphs", lambda: 1 / 0)
     assert row["error"].startswith("ZeroDivisionError") and "failed: ZeroDivisionError" in bench_cfg.format_table(
-        {"device": "cpu", "params": 1, "gflop_per_image": 0.0, "results": [row]})
+        {"device": "cpu", "params": 1, "gflop_per_image": 0.0, "results": [row]}
+    )
 
 
 def test_benchmark_rejects_bad_image_counts_and_unknown_variants():

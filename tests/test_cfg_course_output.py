@@ -21,8 +21,19 @@ def model_dir(tmp_path_factory):
 
 
 def argv(model_dir, output_dir, *extra):
-    return ["--pretrained", str(model_dir), "--output_dir", str(output_dir), "--images_per_digit", "1",
-            "--num_inference_steps", "2", "--scheduler", "dpm", *extra]
+    return [
+        "--pretrained",
+        str(model_dir),
+        "--output_dir",
+        str(output_dir),
+        "--images_per_digit",
+        "1",
+        "--num_inference_steps",
+        "2",
+        "--scheduler",
+        "dpm",
+        *extra,
+    ]
 
 
 def test_a_bad_argument_creates_no_folder(model_dir, tmp_path):
@@ -60,9 +71,21 @@ def test_a_failed_run_leaves_the_previous_output_untouched(model_dir, tmp_path, 
 
 
 def test_user_error_is_one_line_and_exit_status_2(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pipelines.conditional_ddpm", "--pretrained", str(tmp_path / "none"),
-                           "--output_dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.conditional_ddpm",
+            "--pretrained",
+            str(tmp_path / "none"),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: --pretrained") and "does not exist" in done.stderr

@@ -14,9 +14,15 @@ from pipelines.conditional_ddpm import figures as cfg_figures
 def tiny_pipeline_dir(tmp_path_factory):
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,
-        norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), num_class_embeds=11,
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=11,
     )
     folder = tmp_path_factory.mktemp("tiny-cfg")
     ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400), null_class_id=10).save_pretrained(folder)
@@ -24,9 +30,21 @@ def tiny_pipeline_dir(tmp_path_factory):
 
 
 def test_command_writes_every_figure(tiny_pipeline_dir, tmp_path, capsys):
-    args = cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), "--output_dir", str(tmp_path),
-                                   "--scheduler", "ddim", "--num_inference_steps", "3", "--sweep_samples", "2",
-                                   "--skip_torchview"])
+    args = cfg_figures.parse_args(
+        [
+            "--pretrained",
+            str(tiny_pipeline_dir),
+            "--output_dir",
+            str(tmp_path),
+            "--scheduler",
+            "ddim",
+            "--num_inference_steps",
+            "3",
+            "--sweep_samples",
+            "2",
+            "--skip_torchview",
+        ]
+    )
     cfg_figures.main(args)
     for name in ["grid_10x10.png", "reverse_process_0.png", "guidance_sweep.png", "architecture.png"]:
         with Image.open(tmp_path / name) as image:
@@ -86,8 +104,10 @@ def test_bad_arguments_raise(tiny_pipeline_dir, tmp_path):
     with pytest.raises(ValueError, match="sweep_samples"):
         cfg_figures.main(cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), "--sweep_samples", "0"]))
     out = ["--output_dir", str(tmp_path / "out")]
-    for bad, message in ((["--guidance", "nan"], "--guidance must be a finite"),
-                         (["--num_inference_steps", "0"], "--num_inference_steps must be >= 1")):
+    for bad, message in (
+        (["--guidance", "nan"], "--guidance must be a finite"),
+        (["--num_inference_steps", "0"], "--num_inference_steps must be >= 1"),
+    ):
         with pytest.raises(ValueError, match=message):
             cfg_figures.parse_args(["--pretrained", str(tiny_pipeline_dir), *out, *bad])
     with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):

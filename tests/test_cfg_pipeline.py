@@ -139,9 +139,7 @@ def test_save_load_round_trip(pipe, tmp_path):
     loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     assert loaded.unet.config.num_class_embeds == 11 and loaded.config.null_class_id == 10
-    torch.testing.assert_close(
-        sample(loaded, num_inference_steps=3).images, sample(pipe, num_inference_steps=3).images
-    )
+    torch.testing.assert_close(sample(loaded, num_inference_steps=3).images, sample(pipe, num_inference_steps=3).images)
 
 
 @pytest.mark.parametrize(
@@ -271,12 +269,15 @@ def test_course_output_command(tmp_path):
     cli.main(cli.parse_args([*again, "--digits", "3"]))
     assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["3_001.png", "3_002.png"]
     for name in ("3_001.png", "3_002.png"):
-        first, second = (np.asarray(PIL.Image.open(folder / name), dtype=int) for folder in (tmp_path / "out",
-                                                                                                tmp_path / "again"))
+        first, second = (
+            np.asarray(PIL.Image.open(folder / name), dtype=int) for folder in (tmp_path / "out", tmp_path / "again")
+        )
         assert np.abs(first - second).max() <= 1, name
     # and different indices get different noise
-    assert not np.array_equal(np.asarray(PIL.Image.open(tmp_path / "out" / "3_001.png")),
-                              np.asarray(PIL.Image.open(tmp_path / "out" / "3_002.png")))
+    assert not np.array_equal(
+        np.asarray(PIL.Image.open(tmp_path / "out" / "3_001.png")),
+        np.asarray(PIL.Image.open(tmp_path / "out" / "3_002.png")),
+    )
 
 
 def test_course_output_starting_noise_is_per_image():
@@ -294,6 +295,4 @@ def test_course_output_command_bad_input(tmp_path):
     with pytest.raises(ValueError, match="--digits must be in 0-9"):
         cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--digits", "10"])
     with pytest.raises(ValueError, match="images_per_digit"):
-        cli.parse_args(
-            ["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--images_per_digit", "0"]
-        )
+        cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--images_per_digit", "0"])

@@ -44,8 +44,9 @@ def test_shipped_folder_loads_and_matches_its_card(name):
     assert f"--learning_rate {training_args['learning_rate']}" in card.text
     # The card is exactly what the card builder makes from the folder's records and the committed measurements.
     bench = json.loads((ROOT / "docs" / "benchmarks" / "samplers_cpu.json").read_text())
-    rebuilt = cfg_card.build_card(folder, bench["results"], bench["device"], repo=f"hub_cards/{name}",
-                                  fast_steps=card_fast_steps(card))
+    rebuilt = cfg_card.build_card(
+        folder, bench["results"], bench["device"], repo=f"hub_cards/{name}", fast_steps=card_fast_steps(card)
+    )
     assert str(rebuilt) == str(card)
     measured = [r for r in bench["results"] if Path(r["model"]).name == name]
     assert [round(r["accuracy"], 4) for r in measured] == [e.metric_value for e in card.data.eval_results]
@@ -68,9 +69,13 @@ def test_default_call_draws_recognisable_digits_with_the_fast_sampler(name, clas
     assert pipe.scheduler.config.timestep_spacing == "trailing"
     steps = []
     pipe.set_progress_bar_config(disable=True)
-    out = pipe(digit=list(range(10)), guidance=2.0, num_images_per_digit=2,
-               generator=torch.Generator().manual_seed(1),
-               callback_on_step_end=lambda pipe, i, t, kwargs: steps.append(int(t)) or {})
+    out = pipe(
+        digit=list(range(10)),
+        guidance=2.0,
+        num_images_per_digit=2,
+        generator=torch.Generator().manual_seed(1),
+        callback_on_step_end=lambda pipe, i, t, kwargs: steps.append(int(t)) or {},
+    )
     assert len(steps) == 10 and steps[0] == 399
     predictions = classifier.predict(classifier.images_to_tensor(out.images))
     correct = int((predictions == torch.tensor(out.labels)).sum())
@@ -83,8 +88,10 @@ def test_multistep_samplers_run_with_a_generator_and_are_deterministic(sampler):
     pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / "cfg-mnistm-small")
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    runs = [pipe(digit=7, num_inference_steps=4, output_type="np", generator=torch.Generator().manual_seed(3)).images
-            for _ in range(2)]
+    runs = [
+        pipe(digit=7, num_inference_steps=4, output_type="np", generator=torch.Generator().manual_seed(3)).images
+        for _ in range(2)
+    ]
     assert runs[0].shape == (1, 28, 28, 3)
     assert (runs[0] == runs[1]).all()
     assert pipe.scheduler.timesteps[0] == 399  # trailing spacing starts at pure noise

@@ -11,8 +11,23 @@ from training.report import dann_experiments
 
 def test_experiments_write_table_and_tsne(tmp_path):
     figures = tmp_path / "figures"
-    argv = ["--runs_dir", str(tmp_path / "runs"), "--figures_dir", str(figures), "--tsne_per_domain", "60",
-            "--", "--epochs", "1", "--steps_per_epoch", "3", "--batch_size", "32", "--num_threads", "1"]
+    argv = [
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--figures_dir",
+        str(figures),
+        "--tsne_per_domain",
+        "60",
+        "--",
+        "--epochs",
+        "1",
+        "--steps_per_epoch",
+        "3",
+        "--batch_size",
+        "32",
+        "--num_threads",
+        "1",
+    ]
     table = dann_experiments.main(dann_experiments.parse_args(argv))
     assert "| trained on source |" in table and "| DANN |" in table and "| trained on target |" in table
     assert "MNIST-M → USPS" in table
@@ -34,8 +49,9 @@ def test_seeds_give_mean_and_std_and_unfinished_runs_are_named(tmp_path):
     figures = tmp_path / "figures"
     common = ["--runs_dir", str(tmp_path / "runs"), "--figures_dir", str(figures), "--tsne_per_domain", "40"]
     train = ["--", "--epochs", "1", "--steps_per_epoch", "2", "--batch_size", "32", "--num_threads", "1"]
-    dann_experiments.main(dann_experiments.parse_args(
-        [*common, "--modes", "source_only", "mean_teacher", "--seeds", "0", "1", *train]))
+    dann_experiments.main(
+        dann_experiments.parse_args([*common, "--modes", "source_only", "mean_teacher", "--seeds", "0", "1", *train])
+    )
     summary = json.loads((figures / "mnistm-usps.json").read_text())
     teacher = summary["modes"]["mean_teacher"]
     values = [teacher["per_seed"][s]["target_val_accuracy"] for s in ("0", "1")]
@@ -45,11 +61,19 @@ def test_seeds_give_mean_and_std_and_unfinished_runs_are_named(tmp_path):
     assert "mean teacher (pseudo-labels)" in (figures / "mnistm-usps.md").read_text()
 
     # --no_train collects what finished and names the rest instead of training it
-    table = dann_experiments.main(dann_experiments.parse_args(
-        [*common, "--modes", "source_only", "mean_teacher", "dann", "--seeds", "0", "1", "2", "--no_train", *train]))
+    table = dann_experiments.main(
+        dann_experiments.parse_args(
+            [*common, "--modes", "source_only", "mean_teacher", "dann", "--seeds", "0", "1", "2", "--no_train", *train]
+        )
+    )
     summary = json.loads((figures / "mnistm-usps.json").read_text())
-    assert summary["not_finished"] == ["source_only seed 2", "mean_teacher seed 2", "dann seed 0", "dann seed 1",
-                                       "dann seed 2"]
+    assert summary["not_finished"] == [
+        "source_only seed 2",
+        "mean_teacher seed 2",
+        "dann seed 0",
+        "dann seed 1",
+        "dann seed 2",
+    ]
     assert summary["modes"]["source_only"]["seeds"] == [0, 1]
     assert "Not finished: source_only seed 2" in (figures / "mnistm-usps.md").read_text()
     assert "| mean teacher (pseudo-labels) |" in table

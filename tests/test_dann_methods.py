@@ -82,8 +82,9 @@ def test_adversarial_perturbation_finds_the_only_direction_that_matters():
     random_direction = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
     random_direction = 2.0 * random_direction / random_direction.norm(dim=1, keepdim=True)
     clean = classifier(images)
-    assert (kl_divergence(clean, classifier(images + perturbation))
-            > kl_divergence(clean, classifier(images + random_direction)))
+    assert kl_divergence(clean, classifier(images + perturbation)) > kl_divergence(
+        clean, classifier(images + random_direction)
+    )
 
 
 def test_ema_update_by_hand():
@@ -148,8 +149,9 @@ def test_checkpoint_report_scores_a_saved_folder(tmp_path):
 
     torch.manual_seed(0)
     DANNModel(DANNConfig(temperature=3.0)).save_pretrained(tmp_path / "model")
-    args = dann_checkpoint.parse_args(["--pretrained", str(tmp_path / "model"), "--output_json",
-                                       str(tmp_path / "score.json"), "--", "--augment"])
+    args = dann_checkpoint.parse_args(
+        ["--pretrained", str(tmp_path / "model"), "--output_json", str(tmp_path / "score.json"), "--", "--augment"]
+    )
     result = dann_checkpoint.main(args)
     assert json.loads((tmp_path / "score.json").read_text()) == result
     assert result["stored_temperature"] == 3.0

@@ -41,8 +41,9 @@ def test_lambda_schedule_rejects_progress_outside_unit_interval(progress):
         dann_lambda(progress)
 
 
-@pytest.mark.parametrize("architecture, normalization", [("report", "grey"), ("improved", "grey"),
-                                                          ("improved", "per_channel")])
+@pytest.mark.parametrize(
+    "architecture, normalization", [("report", "grey"), ("improved", "grey"), ("improved", "per_channel")]
+)
 def test_forward_shapes(architecture, normalization):
     torch.manual_seed(0)
     model = DANNModel(DANNConfig(architecture=architecture, input_normalization=normalization)).eval()

@@ -23,8 +23,11 @@ def pretrained(tmp_path_factory):
 
 
 def run_cli(pretrained, input_dir, output_csv, *extra):
-    return dann.main(dann.parse_args(["--pretrained", str(pretrained), "--input_dir", str(input_dir),
-                                      "--output_csv", str(output_csv), *extra]))
+    return dann.main(
+        dann.parse_args(
+            ["--pretrained", str(pretrained), "--input_dir", str(input_dir), "--output_csv", str(output_csv), *extra]
+        )
+    )
 
 
 def read_csv(path):

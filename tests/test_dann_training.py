@@ -26,8 +26,18 @@ def train(output_dir, *extra):
 
 
 def test_short_run_learns_and_resumes(tmp_path):
-    common = ["--mode", "source_only", "--architecture", "report", "--batch_size", 64, "--steps_per_epoch", 15,
-              "--learning_rate", 1e-3]
+    common = [
+        "--mode",
+        "source_only",
+        "--architecture",
+        "report",
+        "--batch_size",
+        64,
+        "--steps_per_epoch",
+        15,
+        "--learning_rate",
+        1e-3,
+    ]
     first = train(tmp_path, "--epochs", 1, *common)
     assert len(first["history"]) == 1
     resumed = train(tmp_path, "--epochs", 2, "--resume_from_checkpoint", "latest", *common)
@@ -60,25 +70,28 @@ def test_seeded_runs_are_deterministic(tmp_path):
     assert a["target_val_accuracy"] == b["target_val_accuracy"]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--mode", "adversarial"], "--mode"),
-    (["--target", "cifar10"], "--target"),
-    (["--source", "emnist"], "--source"),
-    (["--architecture", "resnet"], "--architecture"),
-    (["--batch_size", "0"], "--batch_size must be at least 2"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
-    (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1"),
-    (["--learning_rate", "0"], "--learning_rate must be positive"),
-    (["--aug_invert", "2"], "--aug_invert is a probability"),
-    (["--aug_background", "-0.1"], "--aug_background is a probability"),
-    (["--aug_thicken", "1.5"], "--aug_thicken is a probability"),
-    (["--conv_channels", "0", "64"], "--conv_channels needs two positive widths"),
-    (["--vat_epsilon", "-1"], "--vat_epsilon must not be negative"),
-    (["--confidence_threshold", "1.5"], "--confidence_threshold is a probability"),
-    (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
-    (["--aug_scale", "1.5", "1.1"], "--aug_scale needs 0 < LOW <= HIGH"),
-    (["--eval_every", "0"], "--eval_every must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--mode", "adversarial"], "--mode"),
+        (["--target", "cifar10"], "--target"),
+        (["--source", "emnist"], "--source"),
+        (["--architecture", "resnet"], "--architecture"),
+        (["--batch_size", "0"], "--batch_size must be at least 2"),
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--steps_per_epoch", "0"], "--steps_per_epoch must be at least 1"),
+        (["--learning_rate", "0"], "--learning_rate must be positive"),
+        (["--aug_invert", "2"], "--aug_invert is a probability"),
+        (["--aug_background", "-0.1"], "--aug_background is a probability"),
+        (["--aug_thicken", "1.5"], "--aug_thicken is a probability"),
+        (["--conv_channels", "0", "64"], "--conv_channels needs two positive widths"),
+        (["--vat_epsilon", "-1"], "--vat_epsilon must not be negative"),
+        (["--confidence_threshold", "1.5"], "--confidence_threshold is a probability"),
+        (["--ema_decay", "1"], "--ema_decay must be in [0, 1)"),
+        (["--aug_scale", "1.5", "1.1"], "--aug_scale needs 0 < LOW <= HIGH"),
+        (["--eval_every", "0"], "--eval_every must be at least 1"),
+    ],
+)
 def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         train_dann.parse_args(argv)
@@ -88,9 +101,23 @@ def test_bad_arguments(argv, message, capsys):
 
 def test_user_error_in_main_is_one_line_and_exit_2(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, str(REPO / "training" / "train_dann.py"), "--output_dir", str(tmp_path),
-                           "--batch_size", "100000", "--num_threads", "1"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "training" / "train_dann.py"),
+            "--output_dir",
+            str(tmp_path),
+            "--batch_size",
+            "100000",
+            "--num_threads",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: --batch_size 100000 exceeds")
@@ -99,8 +126,17 @@ def test_user_error_in_main_is_one_line_and_exit_2(tmp_path):
 def test_mean_teacher_resumes_exactly(tmp_path):
     # constant learning rate: the annealed one depends on --epochs, which differs between the two calls;
     # threshold 0: the pseudo-label term is active from the first step
-    common = ["--mode", "mean_teacher", "--batch_size", 32, "--steps_per_epoch", 2, "--augment",
-              "--confidence_threshold", 0.0]
+    common = [
+        "--mode",
+        "mean_teacher",
+        "--batch_size",
+        32,
+        "--steps_per_epoch",
+        2,
+        "--augment",
+        "--confidence_threshold",
+        0.0,
+    ]
     straight = train(tmp_path / "straight", "--epochs", 2, *common)
     train(tmp_path / "resumed", "--epochs", 1, *common)
     resumed = train(tmp_path / "resumed", "--epochs", 2, "--resume_from_checkpoint", "latest", *common)
@@ -145,8 +181,21 @@ def test_svhn_target_from_mat_files(tmp_path):
     svhn.mkdir()
     write_svhn_mat(svhn / "train_32x32.mat", per_class=6, seed=0)
     write_svhn_mat(svhn / "test_32x32.mat", per_class=2, seed=1)
-    result = train(tmp_path / "run", "--target", "svhn", "--target_dir", svhn, "--epochs", 1,
-                   "--steps_per_epoch", 2, "--batch_size", 32, "--holdout_per_class", 2)
+    result = train(
+        tmp_path / "run",
+        "--target",
+        "svhn",
+        "--target_dir",
+        svhn,
+        "--epochs",
+        1,
+        "--steps_per_epoch",
+        2,
+        "--batch_size",
+        32,
+        "--holdout_per_class",
+        2,
+    )
     assert result["target_val_note"].startswith("last 2 train images per class")
     assert math.isfinite(result["history"][0]["loss"])
 
@@ -158,8 +207,21 @@ def dann_lr(learning_rate, steps_done, total_steps):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_lr_schedule_counts_optimiser_steps_in_every_mode(tmp_path, mode):
-    result = train(tmp_path, "--mode", mode, "--epochs", 2, "--steps_per_epoch", 2, "--batch_size", 32,
-                   "--lr_schedule", "dann", "--learning_rate", 0.01)
+    result = train(
+        tmp_path,
+        "--mode",
+        mode,
+        "--epochs",
+        2,
+        "--steps_per_epoch",
+        2,
+        "--batch_size",
+        32,
+        "--lr_schedule",
+        "dann",
+        "--learning_rate",
+        0.01,
+    )
     assert [h["learning_rate"] for h in result["history"]] == pytest.approx([dann_lr(0.01, 2, 4), dann_lr(0.01, 4, 4)])
 
 
@@ -168,11 +230,37 @@ def test_two_cpu_processes_join_one_group_and_keep_the_schedule(tmp_path, mode):
     """accelerate steps a prepared scheduler once per process unless told otherwise: on 2 processes the
     learning rate after 2 of 4 steps was 0.1656 x mu_0 (the end-of-run value) instead of 6^-0.75 = 0.2608."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               str(REPO / "training" / "train_dann.py"), "--output_dir", str(tmp_path), "--epochs", "2",
-               "--steps_per_epoch", "2", "--batch_size", "32", "--num_threads", "1", "--mode", mode,
-               "--lr_schedule", "dann", "--learning_rate", "0.01"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(REPO / "training" / "train_dann.py"),
+        "--output_dir",
+        str(tmp_path),
+        "--epochs",
+        "2",
+        "--steps_per_epoch",
+        "2",
+        "--batch_size",
+        "32",
+        "--num_threads",
+        "1",
+        "--mode",
+        mode,
+        "--lr_schedule",
+        "dann",
+        "--learning_rate",
+        "0.01",
+    ]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -205,7 +293,7 @@ def test_augmentations_on_tensors():
     # resampling: probability 0 is the identity; a checkerboard of 4x4 blocks survives a 14-px trip exactly
     # when it comes back by nearest-neighbour, and comes back blurred when it comes back by bilinear
     assert torch.equal(random_resample(images, generator, 0.0), images)
-    blocks = (torch.arange(28) // 4)
+    blocks = torch.arange(28) // 4
     board = ((blocks[:, None] + blocks[None, :]) % 2).float().expand(16, 3, 28, 28) * 2 - 1
     back = random_resample(board, torch.Generator().manual_seed(0), 1.0, sizes=(14, 14))
     exact = (back == board).flatten(1).all(dim=1)
@@ -240,12 +328,19 @@ def test_random_background_blends_the_digit_into_a_texture_as_mnistm_was_made():
     assert torch.equal(random_background(half, torch.Generator().manual_seed(5), 0.0), half)
 
     # only the labelled images get backgrounds: the target view's augmentation leaves them out
-    args = SimpleNamespace(aug_rotation=0.0, aug_translate=0.0, aug_invert=0.0, aug_channel_invert=0.0,
-                           aug_resample=0.0, aug_background=1.0)
+    args = SimpleNamespace(
+        aug_rotation=0.0,
+        aug_translate=0.0,
+        aug_invert=0.0,
+        aug_channel_invert=0.0,
+        aug_resample=0.0,
+        aug_background=1.0,
+    )
     plain = augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0))
     assert torch.allclose(plain, half, atol=1e-5)
-    assert not torch.allclose(augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0), backgrounds=True),
-                              half, atol=1e-2)
+    assert not torch.allclose(
+        augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0), backgrounds=True), half, atol=1e-2
+    )
 
 
 def test_random_thicken_grows_light_strokes_by_one_pixel():

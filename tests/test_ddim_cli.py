@@ -49,9 +49,7 @@ def sample_args(model_dir, noise_dir, output_dir, *extra):
 
 def test_sample_writes_one_png_per_noise_equal_to_the_pipeline(model_dir, tmp_path):
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "3", "--resolution", "8"])
-    written = ddim.main(
-        sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "5")
-    )
+    written = ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "5"))
     assert [p.name for p in written] == ["00.png", "01.png", "02.png"]
     assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png", "02.png"]  # no temporary files left
 
@@ -65,16 +63,8 @@ def test_sample_writes_one_png_per_noise_equal_to_the_pipeline(model_dir, tmp_pa
 def test_eta_positive_is_seeded_per_image_and_independent_of_batch_size(model_dir, tmp_path):
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "3", "--resolution", "8"])
     common = ["--eta", "0.5", "--num_inference_steps", "4", "--preset", "diffusers"]
-    ddim.main(
-        sample_args(
-            model_dir, tmp_path / "noise", tmp_path / "a", *common, "--seed", "1", "--batch_size", "2"
-        )
-    )
-    ddim.main(
-        sample_args(
-            model_dir, tmp_path / "noise", tmp_path / "b", *common, "--seed", "1", "--batch_size", "3"
-        )
-    )
+    ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "a", *common, "--seed", "1", "--batch_size", "2"))
+    ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "b", *common, "--seed", "1", "--batch_size", "3"))
     ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "c", *common, "--seed", "2"))
     for name in ("00.png", "02.png"):
         a, b, c = (np.asarray(PIL.Image.open(tmp_path / d / name)) for d in "abc")
@@ -94,9 +84,7 @@ def test_score_prints_each_pair_and_the_mean(tmp_path, capsys):
     for folder, values in (("gt", (0, 100)), ("pred", (2, 104))):
         (tmp_path / folder).mkdir()
         for i, value in enumerate(values):
-            PIL.Image.fromarray(np.full((4, 4, 3), value, dtype=np.uint8)).save(
-                tmp_path / folder / f"0{i}.png"
-            )
+            PIL.Image.fromarray(np.full((4, 4, 3), value, dtype=np.uint8)).save(tmp_path / folder / f"0{i}.png")
     mean = ddim.main(["score", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")])
     assert mean == pytest.approx(10.0)
     assert capsys.readouterr().out.splitlines() == ["00.png\t4.0000", "01.png\t16.0000", "mean\t10.0000"]
@@ -177,9 +165,15 @@ def test_a_conditional_model_is_refused_naming_the_conditional_command(tmp_path)
 
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=11,
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=11,
     )
     ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400)).save_pretrained(tmp_path / "cfg")
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "1", "--resolution", "8"])

@@ -35,9 +35,7 @@ def make_pipe(preset="course", unet=None):
 
 
 def reference_alpha_bars(preset):
-    dtype = (
-        np.float64 if preset == "course" else np.float32
-    )  # the diffusers preset keeps diffusers' float32 betas
+    dtype = np.float64 if preset == "course" else np.float32  # the diffusers preset keeps diffusers' float32 betas
     betas = np.linspace(1e-4, 0.02, 1000, dtype=np.float64).astype(dtype)
     return np.cumprod(1.0 - betas, dtype=dtype).astype(np.float64)
 
@@ -154,15 +152,11 @@ def test_pipeline_eta0_matches_reference_and_is_deterministic():
 def test_pipeline_eta_positive_matches_reference_with_same_variance_noise(preset):
     pipe = make_pipe(preset)
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
-    images = pipe(
-        noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(7), output_type="pt"
-    )
+    images = pipe(noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(7), output_type="pt")
     raw = reference_sample(pipe.unet, noise, 5, 0.5, preset, generator=torch.Generator().manual_seed(7))
     expected = minmax(raw) if preset == "course" else np.clip(raw / 2 + 0.5, 0, 1)
     np.testing.assert_allclose(images.images.double().numpy(), expected, atol=1e-5)
-    other = pipe(
-        noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(8), output_type="pt"
-    )
+    other = pipe(noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(8), output_type="pt")
     assert not torch.allclose(images.images, other.images)
 
 
@@ -197,13 +191,9 @@ def test_from_pretrained_loads_unet_and_pipeline_folders(tmp_path):
     for folder in ("unet_only", "pipeline"):
         loaded = DDIMFromNoisePipeline.from_pretrained(tmp_path / folder, preset="course")
         loaded.set_progress_bar_config(disable=True)
-        np.testing.assert_allclose(
-            loaded(noise, num_inference_steps=3, output_type="np").images, expected, atol=1e-6
-        )
+        np.testing.assert_allclose(loaded(noise, num_inference_steps=3, output_type="np").images, expected, atol=1e-6)
     assert (
-        DDIMFromNoisePipeline.from_pretrained(
-            tmp_path / "pipeline", preset="diffusers"
-        ).config.image_normalization
+        DDIMFromNoisePipeline.from_pretrained(tmp_path / "pipeline", preset="diffusers").config.image_normalization
         == "clamp"
     )
 
@@ -217,6 +207,7 @@ def test_save_load_round_trip_keeps_scheduler_normalisation_and_images(tmp_path,
     loaded.set_progress_bar_config(disable=True)
     assert loaded.preset_name == preset == pipe.preset_name
     assert loaded.config.image_normalization == pipe.config.image_normalization
+
     def settings(config):
         return {k: v for k, v in config.items() if not k.startswith("_")}
 
@@ -238,9 +229,15 @@ def test_a_conditional_unet_is_refused_up_front(tmp_path):
     # Regression: a T = 400 class-conditional model only warned, then failed inside the UNet.
     torch.manual_seed(0)
     unet = UNet2DModel(
-        sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), norm_num_groups=4,
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), num_class_embeds=11,
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=11,
     )
     unet.save_pretrained(tmp_path / "model" / "unet")
     from diffusers import DDPMScheduler
@@ -285,9 +282,7 @@ def test_foreign_unet_gives_the_same_images_as_the_unet2dmodel():
     noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     native = make_pipe(unet=unet)(noise, num_inference_steps=4, output_type="np").images
     foreign = make_pipe(unet=ForeignUNetAdapter(CourseStyleUNet(), sample_size=8, in_channels=3))
-    np.testing.assert_allclose(
-        foreign(noise, num_inference_steps=4, output_type="np").images, native, atol=1e-6
-    )
+    np.testing.assert_allclose(foreign(noise, num_inference_steps=4, output_type="np").images, native, atol=1e-6)
 
 
 def test_foreign_unet_output_of_wrong_shape_is_an_error():

@@ -35,6 +35,7 @@ def _check_decoded(dataset, expected_len=None):
 
 # ---- the real shared data -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "name,folder,split,size,mode,length",
     [
@@ -58,6 +59,7 @@ def test_grey_digits_become_rgb_with_equal_channels(shared_data):
 
 
 # ---- the embedded subsets ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name,train_len,val_len", [("mnistm", 2000, 500), ("usps", 1000, 300)])
 def test_embedded_subsets_are_class_balanced(name, train_len, val_len):
@@ -84,6 +86,7 @@ def test_transform_scales_to_minus_one_one():
 
 
 # ---- the course layout ------------------------------------------------------------------------------
+
 
 def _write_course_layout(root, rows, image_size=28):
     (root / "data").mkdir(parents=True)
@@ -112,6 +115,7 @@ def test_course_layout_train_and_val(tmp_path):
 
 
 # ---- original release files -------------------------------------------------------------------------
+
 
 def test_svhn_mat_maps_label_ten_to_zero(tmp_path):
     rng = np.random.default_rng(0)
@@ -143,6 +147,7 @@ def test_usps_h5(tmp_path):
 
 
 # ---- bad input --------------------------------------------------------------------------------------
+
 
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="unknown digit dataset 'kmnist'"):

@@ -48,8 +48,15 @@ def test_folders_saved_before_the_transformers_port_still_load(tmp_path):
     from safetensors.torch import save_file
 
     model = tiny_classifier()
-    config = {"_class_name": "DigitClassifier", "_diffusers_version": "0.42.1", "block_channels": [4, 8],
-              "dropout": 0.0, "image_size": 28, "in_channels": 3, "num_classes": 10}
+    config = {
+        "_class_name": "DigitClassifier",
+        "_diffusers_version": "0.42.1",
+        "block_channels": [4, 8],
+        "dropout": 0.0,
+        "image_size": 28,
+        "in_channels": 3,
+        "num_classes": 10,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     save_file(model.state_dict(), str(tmp_path / "diffusion_pytorch_model.safetensors"))
     images = torch.rand(3, 3, 28, 28) * 2 - 1
@@ -92,8 +99,7 @@ def test_score_folder_counts_exactly(tmp_path):
     assert (report["correct"], report["total"]) == (6, 8)
     assert report["per_digit"]["0"] == {"correct": 2, "total": 3, "accuracy": pytest.approx(2 / 3)}
     assert report["per_digit"]["7"]["correct"] == 2 and report["per_digit"]["9"]["accuracy"] == 1.0
-    assert sorted((m["file"], m["predicted"]) for m in report["misclassified"]) == [
-        ("0_002.png", 3), ("7_005.png", 1)]
+    assert sorted((m["file"], m["predicted"]) for m in report["misclassified"]) == [("0_002.png", 3), ("7_005.png", 1)]
 
 
 @pytest.mark.parametrize(
@@ -122,8 +128,13 @@ def test_cli_prints_table_writes_json_and_fails_cleanly(tmp_path, capsys):
     for digit in range(3):
         write_png(images, f"{digit}_001.png", 40 * digit)
     command = [sys.executable, "-m", "pipelines.digit_classifier", "--pretrained", str(tmp_path / "clf")]
-    done = subprocess.run(command + ["--images", str(images), "--json", str(tmp_path / "r.json")],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        command + ["--images", str(images), "--json", str(tmp_path / "r.json")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["total"] == 3 and len(report["misclassified"]) == 3 - report["correct"]
@@ -158,9 +169,23 @@ def test_training_arguments_are_checked_first(option):
 
 
 def test_training_script_trains_saves_card_and_resumes(tmp_path):
-    common = ["--block_channels", "4", "8", "--train_batch_size", "32", "--checkpointing_steps", "3",
-              "--checkpoints_total_limit", "1", "--project_dir", str(tmp_path / "run"),
-              "--output_dir", str(tmp_path / "model"), "--resume_from_checkpoint", "latest"]
+    common = [
+        "--block_channels",
+        "4",
+        "8",
+        "--train_batch_size",
+        "32",
+        "--checkpointing_steps",
+        "3",
+        "--checkpoints_total_limit",
+        "1",
+        "--project_dir",
+        str(tmp_path / "run"),
+        "--output_dir",
+        str(tmp_path / "model"),
+        "--resume_from_checkpoint",
+        "latest",
+    ]
     train_digit_classifier.main(train_digit_classifier.parse_args(common + ["--max_train_steps", "6"]))
     assert [p.name for p in (tmp_path / "run").glob("checkpoint-*")] == ["checkpoint-6"]
     train_digit_classifier.main(train_digit_classifier.parse_args(common + ["--max_train_steps", "9"]))

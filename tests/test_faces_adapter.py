@@ -10,9 +10,7 @@ import torch
 
 from adapters.faces import face_mse, load_face_images, load_face_noises, load_lfw_faces, save_face_noises
 
-SHARED_DATA = Path(
-    os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
-)
+SHARED_DATA = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def test_saved_noises_have_the_course_format_and_are_seeded(tmp_path):

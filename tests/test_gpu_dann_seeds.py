@@ -25,9 +25,25 @@ def mnist_data(tmp_path_factory):
     if not SHARED.is_dir():
         pytest.skip(f"shared data not found at {SHARED}")
     out = tmp_path_factory.mktemp("gpu-data-mnist")
-    summary = make_gpu_data.main(make_gpu_data.parse_args([
-        "--source", str(SHARED), "--output_dir", str(out), "--datasets", "mnist5k", "mnistm",
-        "--mnistm_train", "120", "--mnistm_validation", "60", "--image_format", "webp"]))
+    summary = make_gpu_data.main(
+        make_gpu_data.parse_args(
+            [
+                "--source",
+                str(SHARED),
+                "--output_dir",
+                str(out),
+                "--datasets",
+                "mnist5k",
+                "mnistm",
+                "--mnistm_train",
+                "120",
+                "--mnistm_validation",
+                "60",
+                "--image_format",
+                "webp",
+            ]
+        )
+    )
     return out, summary
 
 
@@ -53,8 +69,7 @@ def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
 
 def test_group_parsing_and_its_errors():
     group = gpu_dann_seeds.parse_group("wide=source_only,vada:--conv_channels,64,128")
-    assert (group.name, group.modes, group.flags) == ("wide", ["source_only", "vada"],
-                                                      ["--conv_channels", "64", "128"])
+    assert (group.name, group.modes, group.flags) == ("wide", ["source_only", "vada"], ["--conv_channels", "64", "128"])
     assert gpu_dann_seeds.parse_group("narrow=vada:").flags == []
     for bad in ("wide", "wide=vada", "wide=:--x", "wide=vadda:", "two words=vada:", "wide=vada,target_only:"):
         with pytest.raises(Exception, match="--group"):
@@ -62,8 +77,22 @@ def test_group_parsing_and_its_errors():
 
 
 def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluations(tmp_path):
-    args = gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"),
-                                      "--group", "g=vada:", "--budget_s", "280", "--deadline_s", "430"])
+    args = gpu_dann_seeds.parse_args(
+        [
+            "--source_dir",
+            "s",
+            "--target_dir",
+            "t",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--group",
+            "g=vada:",
+            "--budget_s",
+            "280",
+            "--deadline_s",
+            "430",
+        ]
+    )
     # 280 s / (1.2 x 48.5 ms x 62 steps) = 77.6 epochs -> 72, the multiple of 8 below
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62) == 72
     assert gpu_dann_seeds.choose_epochs(args, 1e-6, 62) == args.max_epochs
@@ -71,8 +100,22 @@ def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluatio
     # after a slow calibration, what the deadline leaves (minus a run's own overhead) caps the budget
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62, seconds_left=45 + 140) == 32
     with pytest.raises(SystemExit):
-        gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"),
-                                   "--group", "g=vada:", "--budget_s", "500", "--deadline_s", "430"])
+        gpu_dann_seeds.parse_args(
+            [
+                "--source_dir",
+                "s",
+                "--target_dir",
+                "t",
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--group",
+                "g=vada:",
+                "--budget_s",
+                "500",
+                "--deadline_s",
+                "430",
+            ]
+        )
 
 
 def _gone(pid: int) -> bool:
@@ -85,12 +128,15 @@ def _gone(pid: int) -> bool:
 
 def test_runs_past_the_deadline_are_stopped_with_what_they_started(tmp_path):
     group = gpu_dann_seeds.parse_group("g=vada:")
-    jobs = [gpu_dann_seeds.Job(group, "vada", seed, tmp_path / f"run{seed}", tmp_path / f"run{seed}.log")
-            for seed in (0, 1)]
+    jobs = [
+        gpu_dann_seeds.Job(group, "vada", seed, tmp_path / f"run{seed}", tmp_path / f"run{seed}.log") for seed in (0, 1)
+    ]
     pid_file = tmp_path / "grandchild.pid"
-    sleeper = ("import subprocess, sys, time; "
-               "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
-               f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
+    sleeper = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)"
+    )
     commands = [[sys.executable, "-c", "print('done')"], [sys.executable, "-c", sleeper]]
     started = time.monotonic()
     gpu_dann_seeds.run_jobs(jobs, commands, started + 4)
@@ -109,11 +155,31 @@ def test_runs_past_the_deadline_are_stopped_with_what_they_started(tmp_path):
 def test_dry_run_calibrates_trains_every_run_at_equal_steps_and_tabulates(mnist_data, tmp_path):
     data, _ = mnist_data
     out = tmp_path / "seeds"
-    args = gpu_dann_seeds.parse_args([
-        "--source_dir", str(data / "mnist5k"), "--target_dir", str(data / "mnistm"), "--output_dir", str(out),
-        "--group", "g=source_only,vada:--conv_channels,8,16", "--seeds", "0", "--dry_run",
-        "--", "--architecture", "improved", "--input_normalization", "per_channel", "--batch_size", "16",
-        "--adapt_bn", "--adapt_bn_images", "64"])
+    args = gpu_dann_seeds.parse_args(
+        [
+            "--source_dir",
+            str(data / "mnist5k"),
+            "--target_dir",
+            str(data / "mnistm"),
+            "--output_dir",
+            str(out),
+            "--group",
+            "g=source_only,vada:--conv_channels,8,16",
+            "--seeds",
+            "0",
+            "--dry_run",
+            "--",
+            "--architecture",
+            "improved",
+            "--input_normalization",
+            "per_channel",
+            "--batch_size",
+            "16",
+            "--adapt_bn",
+            "--adapt_bn_images",
+            "64",
+        ]
+    )
     summary = gpu_dann_seeds.main(args)
     assert "error" not in summary, summary.get("error")
     assert summary["calibration"]["jobs"] == 2 and summary["finished"] == 2
@@ -126,8 +192,9 @@ def test_dry_run_calibrates_trains_every_run_at_equal_steps_and_tabulates(mnist_
     assert (out / "figures" / "g" / "mnist-mnistm-tsne-digit.png").is_file()
     assert "## group g" in (out / "summary.md").read_text()
     with pytest.raises(FileExistsError, match="--overwrite"):  # a second run would meet the first's checkpoints
-        gpu_dann_seeds.parse_args(["--source_dir", "s", "--target_dir", "t", "--output_dir", str(out),
-                                   "--group", "g=vada:"])
+        gpu_dann_seeds.parse_args(
+            ["--source_dir", "s", "--target_dir", "t", "--output_dir", str(out), "--group", "g=vada:"]
+        )
 
 
 def test_the_device_script_is_valid_bash():

@@ -27,8 +27,22 @@ def tiny_data(tmp_path_factory):
     if not shared.is_dir():
         pytest.skip(f"shared data not found at {shared}")
     out = tmp_path_factory.mktemp("gpu-data")
-    args = make_gpu_data.parse_args(["--source", str(shared), "--output_dir", str(out), "--mnistm_train", "120",
-                                     "--mnistm_validation", "60", "--usps_train", "150", "--usps_validation", "60"])
+    args = make_gpu_data.parse_args(
+        [
+            "--source",
+            str(shared),
+            "--output_dir",
+            str(out),
+            "--mnistm_train",
+            "120",
+            "--mnistm_validation",
+            "60",
+            "--usps_train",
+            "150",
+            "--usps_validation",
+            "60",
+        ]
+    )
     return shared, out, make_gpu_data.main(args)
 
 
@@ -37,8 +51,7 @@ def test_the_data_subset_holds_the_pixels_training_would_decode_from_the_full_fo
     from adapters.digits import _to_rgb_array, open_image
 
     shared, out, summary = tiny_data
-    assert summary["counts"] == {"mnistm/train": 120, "mnistm/validation": 60, "usps/train": 150,
-                                 "usps/validation": 60}
+    assert summary["counts"] == {"mnistm/train": 120, "mnistm/validation": 60, "usps/train": 150, "usps/validation": 60}
     images, labels = decode_digits(load_digits("mnistm", out / "mnistm", "validation"), image_size=28, cache=False)
     values, source_labels = make_gpu_data.first_rows(shared / "mnistm" / "validation.parquet", 60)
     expected = np.stack([_to_rgb_array(open_image(v, i), 28) for i, v in enumerate(values)])
@@ -46,9 +59,22 @@ def test_the_data_subset_holds_the_pixels_training_would_decode_from_the_full_fo
     assert labels.tolist() == source_labels.tolist()
     assert (out / "lfw_faces" / "train.parquet").is_file()
     with pytest.raises(ValueError, match="over --max_mb"):
-        make_gpu_data.main(make_gpu_data.parse_args(["--source", str(shared), "--output_dir", str(out / "x"),
-                                                     "--mnistm_train", "10", "--mnistm_validation", "10",
-                                                     "--max_mb", "0.1"]))
+        make_gpu_data.main(
+            make_gpu_data.parse_args(
+                [
+                    "--source",
+                    str(shared),
+                    "--output_dir",
+                    str(out / "x"),
+                    "--mnistm_train",
+                    "10",
+                    "--mnistm_validation",
+                    "10",
+                    "--max_mb",
+                    "0.1",
+                ]
+            )
+        )
 
 
 def test_dry_run_runs_every_stage_and_writes_the_summary(tiny_data, tmp_path):
@@ -57,10 +83,16 @@ def test_dry_run_runs_every_stage_and_writes_the_summary(tiny_data, tmp_path):
     summary = gpu_suite.main(gpu_suite.parse_args(["--data", str(data), "--output_dir", str(out), "--dry_run"]))
     stages = summary["stages"]
     assert {name: stage["status"] for name, stage in stages.items()} == dict.fromkeys(gpu_suite.STAGES, "ok"), {
-        name: stage.get("error") for name, stage in stages.items()}
+        name: stage.get("error") for name, stage in stages.items()
+    }
     # (c) old and new side by side, from the child process
     assert [(r["measure"], r["variant"]) for r in stages["timing"]["rows"]] == [
-        ("train", "old"), ("train", "new"), ("ddpm", "new"), ("ddim", "new"), ("fast", "new")]
+        ("train", "old"),
+        ("train", "new"),
+        ("ddpm", "new"),
+        ("ddim", "new"),
+        ("fast", "new"),
+    ]
     # (a) a pipeline folder; (b) three samplers, each 10 course-named images scored
     assert (out / "cfg-model" / "model_index.json").is_file() and stages["train"]["steps"] == 3
     # the dry run forces bf16 and channels_last so that the GPU's likely choices run here first
@@ -77,14 +109,24 @@ def test_dry_run_runs_every_stage_and_writes_the_summary(tiny_data, tmp_path):
     # train_dann's own command line
     rows = stages["dann"]["rows"]
     assert [(r["recipe"], r["mode"]) for r in rows] == [
-        ("report", "source_only"), ("report", "dann"), ("report", "target_only"),
-        ("improved", "source_only"), ("improved", "dann"), ("improved", "mean_teacher"), ("improved", "target_only")]
+        ("report", "source_only"),
+        ("report", "dann"),
+        ("report", "target_only"),
+        ("improved", "source_only"),
+        ("improved", "dann"),
+        ("improved", "mean_teacher"),
+        ("improved", "target_only"),
+    ]
     assert all(0 <= r["target_val_accuracy"] <= 1 for r in rows)
     assert (out / "dann" / "report-dann" / "model.safetensors").is_file()
     # (e) a face model, the four figures, faces counted in 40 eta-grid images for both models
     faces = stages["faces"]
     assert sorted(p.name for p in (out / "faces-figures").glob("*.png")) == [
-        "eta_0.5_twice.png", "eta_grid.png", "lerp.png", "slerp.png"]
+        "eta_0.5_twice.png",
+        "eta_grid.png",
+        "lerp.png",
+        "slerp.png",
+    ]
     assert faces["eta_grid_faces"]["shipped"]["total"] == faces["eta_grid_faces"]["trained"]["total"] == 40
     # (f) the summary
     written = json.loads((out / "summary.json").read_text())
@@ -107,15 +149,21 @@ def test_the_suite_refuses_a_data_folder_of_another_layout(tmp_path):
 
 
 def test_fast_settings_are_chosen_only_where_the_timing_shows_a_gain():
-    rows = [{"measure": "train", "variant": "new", "ms_per_step": 10.0},
-            {"measure": "train", "variant": "new+bf16", "ms_per_step": 7.0},
-            {"measure": "train", "variant": "new+channels_last", "ms_per_step": 9.5},
-            {"measure": "ddpm", "variant": "new", "timed_s": 5.0, "finite": True},
-            {"measure": "ddpm", "variant": "new+bf16", "timed_s": 3.0, "finite": False},
-            {"measure": "ddpm", "variant": "new+channels_last", "timed_s": 4.0, "finite": True}]
+    rows = [
+        {"measure": "train", "variant": "new", "ms_per_step": 10.0},
+        {"measure": "train", "variant": "new+bf16", "ms_per_step": 7.0},
+        {"measure": "train", "variant": "new+channels_last", "ms_per_step": 9.5},
+        {"measure": "ddpm", "variant": "new", "timed_s": 5.0, "finite": True},
+        {"measure": "ddpm", "variant": "new+bf16", "timed_s": 3.0, "finite": False},
+        {"measure": "ddpm", "variant": "new+channels_last", "timed_s": 4.0, "finite": True},
+    ]
     choice = suite_cfg.choose_fast_settings(rows)
-    assert choice == {"train_bf16": True, "train_channels_last": False, "sample_variant": "new+channels_last",
-                      "train_ms_per_step": 10.0}
+    assert choice == {
+        "train_bf16": True,
+        "train_channels_last": False,
+        "sample_variant": "new+channels_last",
+        "train_ms_per_step": 10.0,
+    }
 
 
 def test_noise_is_not_a_face_and_real_faces_mostly_are():

@@ -46,8 +46,14 @@ except ModuleNotFoundError:
 def run_without_project(code: str, cwd: Path) -> str:
     """Run `code` with only the libraries importable; returns stdout, fails the test with stderr."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(cwd / "hf-home"), "PYTHONPATH": ""}
-    done = subprocess.run([sys.executable, "-c", BLOCK_PROJECT + textwrap.dedent(code)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCK_PROJECT + textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -57,8 +63,10 @@ def test_diffusion_folders_sample_the_same_images_with_only_diffusers(tmp_path):
     faces = tmp_path / "ddpm-lfw-faces"
     shutil.copytree(HUB_CARDS / "ddpm-lfw-faces", faces, ignore=shutil.ignore_patterns("0[1-9].pt"))
     # The cards' diffusers-only snippets, run as written (1 step for the digits); then the faces at eta 0.5.
-    snippets = {name: diffusion_usage_snippets(str(HUB_CARDS / name), "ConditionalDDPMPipeline", 1)[1]
-                for name in ("cfg-mnistm", "cfg-mnistm-small")}
+    snippets = {
+        name: diffusion_usage_snippets(str(HUB_CARDS / name), "ConditionalDDPMPipeline", 1)[1]
+        for name in ("cfg-mnistm", "cfg-mnistm-small")
+    }
     snippets["ddpm-lfw-faces"] = diffusion_usage_snippets(str(faces), "DDIMFromNoisePipeline")[1]
     # same thread count as this process: float sums then run in the same order, so images match to the bit
     code = f"import numpy as np, torch\ntorch.set_num_threads({torch.get_num_threads()})\nout = {{}}\n"
@@ -79,8 +87,9 @@ np.savez("images.npz", **out)
         pipe = ConditionalDDPMPipeline.from_pretrained(HUB_CARDS / name)  # no trust_remote_code needed
         pipe.set_progress_bar_config(disable=True)
         # the snippet's call: one 3 and one 7, w = 2, seed 0 (1 step here)
-        images = pipe(digit=[3, 7], guidance=2.0, num_inference_steps=1,
-                      generator=torch.Generator().manual_seed(0)).images
+        images = pipe(
+            digit=[3, 7], guidance=2.0, num_inference_steps=1, generator=torch.Generator().manual_seed(0)
+        ).images
         assert np.array_equal(np.stack([np.asarray(i) for i in images]), library[name]), name
 
     pipe = DDIMFromNoisePipeline.from_pretrained(faces, preset="course")
@@ -164,8 +173,16 @@ def test_a_stale_copy_is_found_and_refreshed(tmp_path):
 
 def test_save_pretrained_writes_a_folder_that_loads_with_the_library_route(tmp_path):
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
-                       norm_num_groups=4, down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+    )
     pipe = DDIMFromNoisePipeline.from_unet(unet, "course")
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(tmp_path)
@@ -195,9 +212,11 @@ def test_classifier_configs_are_transformers_configs_with_digit_labels(tmp_path)
 def test_shipped_cards_carry_metadata_measured_numbers_and_both_snippets():
     dann = json.loads((HUB_CARDS / "dann-mnistm-usps" / "metrics.json").read_text())
     classifier = json.loads((HUB_CARDS / "mnistm-digit-classifier" / "eval_results.json").read_text())
-    expected = {"dann-mnistm-usps": ("transformers", "image-classification", round(dann["target_val_accuracy"], 4)),
-                "mnistm-digit-classifier": ("transformers", "image-classification", round(classifier["accuracy"], 4)),
-                "ddpm-lfw-faces": ("diffusers", "unconditional-image-generation", None)}
+    expected = {
+        "dann-mnistm-usps": ("transformers", "image-classification", round(dann["target_val_accuracy"], 4)),
+        "mnistm-digit-classifier": ("transformers", "image-classification", round(classifier["accuracy"], 4)),
+        "ddpm-lfw-faces": ("diffusers", "unconditional-image-generation", None),
+    }
     for name, (library, task, value) in expected.items():
         card = ModelCard.load(HUB_CARDS / name / "README.md")
         assert (card.data.library_name, card.data.pipeline_tag) == (library, task)
@@ -211,15 +230,32 @@ def test_shipped_cards_carry_metadata_measured_numbers_and_both_snippets():
 
 
 def write_card(folder: Path) -> None:
-    data = card_data(library_name="transformers", pipeline_tag="image-classification", datasets=["flwrlabs/usps"],
-                     model_name="x", eval_results=[], tags=[], metrics=[])
+    data = card_data(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        datasets=["flwrlabs/usps"],
+        model_name="x",
+        eval_results=[],
+        tags=[],
+        metrics=[],
+    )
     build_card(data, "# x\n").save(folder / "README.md")
 
 
 def test_dry_run_lists_exactly_the_files_that_would_go_up(tmp_path, capsys):
     listed = publish.main(publish.parse_args(["hub_cards/dann-mnistm-usps", "--repo_id", "me/dann", "--dry_run"]))
-    assert listed == sorted(["README.md", "config.json", "configuration_dann.py", "image_processing_digits.py",
-                             "metrics.json", "model.safetensors", "modeling_dann.py", "preprocessor_config.json"])
+    assert listed == sorted(
+        [
+            "README.md",
+            "config.json",
+            "configuration_dann.py",
+            "image_processing_digits.py",
+            "metrics.json",
+            "model.safetensors",
+            "modeling_dann.py",
+            "preprocessor_config.json",
+        ]
+    )
     assert capsys.readouterr().out.splitlines()[:-1] == listed
 
     output = tmp_path / "run"  # a training output: checkpoints and hidden files stay local, the noise goes up
@@ -251,9 +287,14 @@ def test_offline_push_fails_in_one_line_and_changes_nothing(tmp_path):
     DANNModel(DANNConfig(architecture="report")).save_pretrained(folder)
     write_card(folder)
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    done = subprocess.run([sys.executable, "-m", "pipelines.hub", str(folder), "--repo_id", "me/x", "--private"],
-                          cwd=REPO_ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.hub", str(folder), "--repo_id", "me/x", "--private"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("error: cannot reach the Hub") and done.stderr.count("\n") == 1
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before

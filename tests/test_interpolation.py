@@ -43,9 +43,9 @@ def test_slerp_matches_the_formula():
         torch.dot(x0.flatten().double(), x1.flatten().double()) / (x0.double().norm() * x1.double().norm())
     )
     alpha = 0.3
-    expected = (
-        torch.sin((1 - alpha) * theta) * x0.double() + torch.sin(alpha * theta) * x1.double()
-    ) / torch.sin(theta)
+    expected = (torch.sin((1 - alpha) * theta) * x0.double() + torch.sin(alpha * theta) * x1.double()) / torch.sin(
+        theta
+    )
     torch.testing.assert_close(slerp(x0, x1, alpha), expected.float())
 
 

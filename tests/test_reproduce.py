@@ -19,32 +19,78 @@ def miniature(tmp_path_factory):
     """Tiny random stand-ins for the three shipped checkpoints, in their real formats."""
     root = tmp_path_factory.mktemp("miniature")
     torch.manual_seed(0)
-    cfg_unet = UNet2DModel(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16),
-                           down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                           layers_per_block=1, norm_num_groups=4, num_class_embeds=11)
+    cfg_unet = UNet2DModel(
+        sample_size=8,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_class_embeds=11,
+    )
     ConditionalDDPMPipeline(cfg_unet, DDPMScheduler(num_train_timesteps=400)).save_pretrained(root / "cfg")
     DigitClassifier(block_channels=(4,), image_size=8).save_pretrained(root / "classifier")
 
     faces = root / "faces"
-    UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
-                layers_per_block=1, norm_num_groups=4).save_pretrained(faces / "unet")
+    UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+    ).save_pretrained(faces / "unet")
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(faces / "scheduler")
     save_face_noises(faces / "noise", num_noises=4, shape=(1, 8, 8), seed=0)
-    ddim_cli.main(["--pretrained", str(faces), "--noise_dir", str(faces / "noise"), "--output_dir", str(faces / "GT"),
-                   "--num_inference_steps", "2"])
+    ddim_cli.main(
+        [
+            "--pretrained",
+            str(faces),
+            "--noise_dir",
+            str(faces / "noise"),
+            "--output_dir",
+            str(faces / "GT"),
+            "--num_inference_steps",
+            "2",
+        ]
+    )
     return root
 
 
 def _args(miniature, output_dir, *extra):
-    return reproduce.parse_args([
-        "--profile", "quick", "--output_dir", str(output_dir), "--device", "cpu",
-        "--cfg_pretrained", str(miniature / "cfg"), "--classifier", str(miniature / "classifier"),
-        "--faces_pretrained", str(miniature / "faces"),
-        "--cfg_steps", "2", "--images_per_digit", "1", "--sweep_samples", "1", "--ddim_steps", "2",
-        "--tsne_per_domain", "20", "--dann_train_args", "--epochs 1 --steps_per_epoch 2 --batch_size 32",
-        *extra,
-    ])
+    return reproduce.parse_args(
+        [
+            "--profile",
+            "quick",
+            "--output_dir",
+            str(output_dir),
+            "--device",
+            "cpu",
+            "--cfg_pretrained",
+            str(miniature / "cfg"),
+            "--classifier",
+            str(miniature / "classifier"),
+            "--faces_pretrained",
+            str(miniature / "faces"),
+            "--cfg_steps",
+            "2",
+            "--images_per_digit",
+            "1",
+            "--sweep_samples",
+            "1",
+            "--ddim_steps",
+            "2",
+            "--tsne_per_domain",
+            "20",
+            "--dann_train_args",
+            "--epochs 1 --steps_per_epoch 2 --batch_size 32",
+            *extra,
+        ]
+    )
 
 
 def test_quick_profile_writes_every_artefact_and_resumes(miniature, tmp_path):
@@ -53,10 +99,16 @@ def test_quick_profile_writes_every_artefact_and_resumes(miniature, tmp_path):
     report = (tmp_path / "report.md").read_text()
 
     expected_figures = [
-        "cfg_figures/architecture.png", "cfg_figures/architecture.txt", "cfg_figures/grid_10x10.png",
-        "cfg_figures/reverse_process_0.png", "cfg_figures/guidance_sweep.png",
-        "ddim_figures/eta_grid.png", "ddim_figures/eta_0.5_twice.png", "ddim_figures/slerp.png",
-        "ddim_figures/lerp.png", "dann_mnistm_usps/mnistm-usps-tsne-digit.png",
+        "cfg_figures/architecture.png",
+        "cfg_figures/architecture.txt",
+        "cfg_figures/grid_10x10.png",
+        "cfg_figures/reverse_process_0.png",
+        "cfg_figures/guidance_sweep.png",
+        "ddim_figures/eta_grid.png",
+        "ddim_figures/eta_0.5_twice.png",
+        "ddim_figures/slerp.png",
+        "ddim_figures/lerp.png",
+        "dann_mnistm_usps/mnistm-usps-tsne-digit.png",
         "dann_mnistm_usps/mnistm-usps-tsne-domain.png",
     ]
     for name in expected_figures:

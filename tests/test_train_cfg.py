@@ -49,11 +49,7 @@ def unet_weights(folder: Path) -> dict:
 
 def launch(script: str, args: list[str], num_processes: int) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    multi = (
-        ["--multi_gpu", "--num_processes", str(num_processes)]
-        if num_processes > 1
-        else ["--num_processes", "1"]
-    )
+    multi = ["--multi_gpu", "--num_processes", str(num_processes)] if num_processes > 1 else ["--num_processes", "1"]
     command = [
         sys.executable,
         "-m",
@@ -89,11 +85,7 @@ def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
     ]
     launch("train_cfg.py", ["--output_dir", str(tmp_path / "full"), *args], num_processes=2)
     summary = json.loads((tmp_path / "full" / "train_summary.json").read_text())
-    assert (
-        summary["num_processes"] == 2
-        and summary["global_step"] == 4
-        and summary["images_seen"] == 4 * 2 * 8 * 2
-    )
+    assert summary["num_processes"] == 2 and summary["global_step"] == 4 and summary["images_seen"] == 4 * 2 * 8 * 2
     assert (tmp_path / "full" / "samples" / "step-000004.png").is_file()
 
     # Resume an interrupted copy from checkpoint-2: it must end with exactly the same (EMA) weights.
@@ -175,11 +167,7 @@ def test_train_ddpm_writes_a_ddpm_pipeline_folder(tmp_path):
     train_ddpm.main(args)
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     unet = UNet2DModel.from_pretrained(tmp_path / "unet")
-    assert (
-        unet.config.in_channels == 1
-        and unet.config.sample_size == 16
-        and unet.config.num_class_embeds is None
-    )
+    assert unet.config.in_channels == 1 and unet.config.sample_size == 16 and unet.config.num_class_embeds is None
     scheduler = json.loads((tmp_path / "scheduler" / "scheduler_config.json").read_text())
     assert scheduler["num_train_timesteps"] == 50 and scheduler["beta_schedule"] == "linear"
     assert scheduler["beta_start"] == 1e-4 and scheduler["beta_end"] == 0.02

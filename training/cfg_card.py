@@ -23,10 +23,25 @@ from pipelines.hub.cards import diffusion_usage_snippets, usage_section
 MNISTM_HUB_ID = "Mike0307/MNIST-M"
 # The arguments that define the model and its training; the rest (logging, paths) stays in training_args.json.
 RECIPE_ARGS = [
-    "block_out_channels", "layers_per_block", "norm_num_groups", "num_train_timesteps", "beta_start", "beta_end",
-    "train_batch_size", "gradient_accumulation_steps", "max_train_steps", "learning_rate", "lr_scheduler",
-    "lr_warmup_steps", "adam_weight_decay", "max_grad_norm", "ema_max_decay", "ema_power", "label_dropout",
-    "mixed_precision", "seed",
+    "block_out_channels",
+    "layers_per_block",
+    "norm_num_groups",
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "train_batch_size",
+    "gradient_accumulation_steps",
+    "max_train_steps",
+    "learning_rate",
+    "lr_scheduler",
+    "lr_warmup_steps",
+    "adam_weight_decay",
+    "max_grad_norm",
+    "ema_max_decay",
+    "ema_power",
+    "label_dropout",
+    "mixed_precision",
+    "seed",
 ]
 # Flags whose value is the parser's default need not be spelled out in the command.
 COMMAND_SKIP = {"output_dir", "resume_from_checkpoint", "push_to_hub", "hub_model_id", "report_to"}
@@ -108,16 +123,26 @@ def train_cfg_defaults() -> dict:
 def training_table(training_args: dict, summary: dict) -> str:
     steps, seen = summary["global_step"], summary["images_seen"]
     rows = [
-        ("data", f"{summary.get('data', training_args.get('train_data'))}: {summary['num_images']:,} images, "
-                 "28x28 RGB"),
-        ("steps reached x images per step", f"{steps:,} x {seen // max(steps, 1)} = {seen:,} images "
-                                            f"({seen / summary['num_images']:.1f} epochs)"),
-        ("optimizer", f"AdamW, lr {training_args['learning_rate']}, {training_args['lr_scheduler']} schedule over "
-                      f"{training_args['max_train_steps']:,} steps, {training_args['lr_warmup_steps']} warm-up steps"),
+        (
+            "data",
+            f"{summary.get('data', training_args.get('train_data'))}: {summary['num_images']:,} images, 28x28 RGB",
+        ),
+        (
+            "steps reached x images per step",
+            f"{steps:,} x {seen // max(steps, 1)} = {seen:,} images ({seen / summary['num_images']:.1f} epochs)",
+        ),
+        (
+            "optimizer",
+            f"AdamW, lr {training_args['learning_rate']}, {training_args['lr_scheduler']} schedule over "
+            f"{training_args['max_train_steps']:,} steps, {training_args['lr_warmup_steps']} warm-up steps",
+        ),
         ("weights", f"EMA (max decay {training_args['ema_max_decay']}, warm-up power {training_args['ema_power']})"),
-        ("UNet", f"block_out_channels {tuple(training_args['block_out_channels'])}, layers_per_block "
-                 f"{training_args['layers_per_block']}, norm_num_groups {training_args['norm_num_groups']}, "
-                 "self-attention at the lowest resolution"),
+        (
+            "UNet",
+            f"block_out_channels {tuple(training_args['block_out_channels'])}, layers_per_block "
+            f"{training_args['layers_per_block']}, norm_num_groups {training_args['norm_num_groups']}, "
+            "self-attention at the lowest resolution",
+        ),
         ("label dropout (null class)", str(training_args["label_dropout"])),
         ("precision / processes", f"{training_args['mixed_precision']} / {summary.get('num_processes', 1)}"),
         ("training loss (last logged)", f"{summary['final_loss']:.4f}"),
@@ -161,19 +186,27 @@ def eval_results(rows: list[dict]) -> list[EvalResult]:
             metric_type="accuracy",
             metric_value=round(r["accuracy"], 4),
             metric_name=f"digit accuracy of {r['images']} generated images, {r['scheduler']} {r['steps']} steps, w = 2 "
-                        "(project classifier)",
+            "(project classifier)",
         )
         for r in rows
     ]
 
 
 def course_output_command(repo: str, fast_steps: int) -> str:
-    return (f"python -m pipelines.conditional_ddpm --pretrained {repo} --output_dir OUT \\\n"
-            f"    --scheduler dpm --num_inference_steps {fast_steps}   # the course's 1000 digits")
+    return (
+        f"python -m pipelines.conditional_ddpm --pretrained {repo} --output_dir OUT \\\n"
+        f"    --scheduler dpm --num_inference_steps {fast_steps}   # the course's 1000 digits"
+    )
 
 
-def build_card(folder: Path, evaluations: list[dict] | None = None, device: str = "", repo: str | None = None,
-               fast_steps: int = 10, title: str | None = None) -> ModelCard:
+def build_card(
+    folder: Path,
+    evaluations: list[dict] | None = None,
+    device: str = "",
+    repo: str | None = None,
+    fast_steps: int = 10,
+    title: str | None = None,
+) -> ModelCard:
     folder = Path(folder)
     training_args = json.loads((folder / "training_args.json").read_text())
     summary = json.loads((folder / "train_summary.json").read_text())
@@ -196,8 +229,11 @@ def build_card(folder: Path, evaluations: list[dict] | None = None, device: str 
         null_class_id=model_index.get("null_class_id", 10),
         num_train_timesteps=training_args["num_train_timesteps"],
         repo=repo or str(folder),
-        usage=usage_section(*diffusion_usage_snippets(repo or str(folder), "ConditionalDDPMPipeline"), "diffusers",
-                            command=course_output_command(repo or str(folder), fast_steps)),
+        usage=usage_section(
+            *diffusion_usage_snippets(repo or str(folder), "ConditionalDDPMPipeline"),
+            "diffusers",
+            command=course_output_command(repo or str(folder), fast_steps),
+        ),
         fast_steps=fast_steps,
         evaluation_text=evaluation_text(rows, device),
         training_table=training_table(training_args, summary),
@@ -220,8 +256,13 @@ def write_grid(folder: Path, steps: int) -> Path:
     pipe = ConditionalDDPMPipeline.from_pretrained(folder)
     pipe.scheduler = make_scheduler("dpm", pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    images = pipe(digit=list(range(10)), guidance=2.0, num_images_per_digit=10, num_inference_steps=steps,
-                  generator=torch.Generator().manual_seed(0)).images
+    images = pipe(
+        digit=list(range(10)),
+        guidance=2.0,
+        num_images_per_digit=10,
+        num_inference_steps=steps,
+        generator=torch.Generator().manual_seed(0),
+    ).images
     path = Path(folder) / "grid.png"
     make_image_grid([image.resize((56, 56), Image.NEAREST) for image in images], rows=10, cols=10).save(path)
     return path
@@ -241,10 +282,13 @@ def parse_args(argv=None):
     parser.add_argument("--repo", default=None, help="the Hub id or path shown in the usage snippets")
     parser.add_argument("--fast_steps", type=int, default=10, help="DPM-Solver steps shown in the snippets")
     parser.add_argument("--write_grid", action="store_true", help="(re)draw grid.png with the fast sampler first")
-    parser.add_argument("--print_flags", action="store_true",
-                        help="only print the folder's train_cfg.py flags on one line, for "
-                             "`accelerate launch training/train_cfg.py $(python -m training.cfg_card --folder F "
-                             "--print_flags)`")
+    parser.add_argument(
+        "--print_flags",
+        action="store_true",
+        help="only print the folder's train_cfg.py flags on one line, for "
+        "`accelerate launch training/train_cfg.py $(python -m training.cfg_card --folder F "
+        "--print_flags)`",
+    )
     args = parser.parse_args(argv)
     for name in ("training_args.json", "train_summary.json", "model_index.json"):
         if not (args.folder / name).is_file():

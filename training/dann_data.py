@@ -55,8 +55,12 @@ def load_splits(name: str, source: str | None, image_size: int = 28, holdout_per
     try:
         val_ds = load_digits(name, source=source, split="validation")
     except (DigitSourceError, FileNotFoundError) as error:
-        logger.warning("%s has no validation split (%s); holding out the last %d images per class of train",
-                       name, error, holdout_per_class)
+        logger.warning(
+            "%s has no validation split (%s); holding out the last %d images per class of train",
+            name,
+            error,
+            holdout_per_class,
+        )
         held = holdout_last_per_class(train_labels, holdout_per_class)
         note = f"last {holdout_per_class} train images per class ({int(held.sum())} images)"
         return DigitSplits(name, train_images[~held], train_labels[~held], train_images[held], train_labels[held], note)
@@ -90,8 +94,9 @@ def random_affine(
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def random_invert(images: torch.Tensor, generator: torch.Generator, probability: float,
-                  per_channel: bool = False) -> torch.Tensor:
+def random_invert(
+    images: torch.Tensor, generator: torch.Generator, probability: float, per_channel: bool = False
+) -> torch.Tensor:
     """Negate (x -> -x in [-1, 1]) each image, or each channel of each image, with the given probability.
 
     Whole images: dark-on-light <-> light-on-dark. Per channel: a grey digit becomes a coloured digit on a
@@ -104,8 +109,9 @@ def random_invert(images: torch.Tensor, generator: torch.Generator, probability:
     return images * sign.view(*shape, 1, 1)
 
 
-def random_resample(images: torch.Tensor, generator: torch.Generator, probability: float,
-                    sizes: tuple[int, int] = (12, 24)) -> torch.Tensor:
+def random_resample(
+    images: torch.Tensor, generator: torch.Generator, probability: float, sizes: tuple[int, int] = (12, 24)
+) -> torch.Tensor:
     """With the given probability per image, shrink it to a random side in `sizes` (area averaging) and
     enlarge it back, half of the time with nearest-neighbour (blocky edges) and half with bilinear (blur).
 
@@ -144,8 +150,12 @@ def random_thicken(images: torch.Tensor, generator: torch.Generator, probability
     return torch.where(chosen.to(images.device).view(-1, 1, 1, 1), thick, images)
 
 
-def random_texture(shape: tuple[int, int, int, int], generator: torch.Generator,
-                   grid_sizes: tuple[int, ...] = (2, 4, 7, 14, 28), max_edges: int = 3) -> torch.Tensor:
+def random_texture(
+    shape: tuple[int, int, int, int],
+    generator: torch.Generator,
+    grid_sizes: tuple[int, ...] = (2, 4, 7, 14, 28),
+    max_edges: int = 3,
+) -> torch.Tensor:
     """Random photo-like colour textures in [0, 1], float [B, C, H, W].
 
     Natural patches are mostly light and shade with a little colour, with edges and fine grain, so: grey noise
@@ -165,8 +175,9 @@ def random_texture(shape: tuple[int, int, int, int], generator: torch.Generator,
         noise = uniform(batch, 1, size, size) + saturation * uniform(batch, channels, size, size)
         strength = uniform(batch, 1, 1, 1) ** 2  # often faint: not every patch is grainy
         texture += strength * F.interpolate(noise, size=(height, width), mode="bicubic", align_corners=False)
-    ys, xs = torch.meshgrid(torch.linspace(-1, 1, height, device=device), torch.linspace(-1, 1, width, device=device),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1, 1, height, device=device), torch.linspace(-1, 1, width, device=device), indexing="ij"
+    )
     for _ in range(max_edges):
         angle = uniform(batch, 1, 1, high=2 * math.pi)
         side = (xs * torch.cos(angle) + ys * torch.sin(angle) > uniform(batch, 1, 1, low=-0.8, high=0.8)).float()
@@ -189,14 +200,13 @@ def random_background(images: torch.Tensor, generator: torch.Generator, probabil
     """
     chosen = torch.rand(images.shape[0], generator=generator, device=generator.device) < probability
     texture = random_texture(tuple(images.shape), generator).to(images.device, images.dtype)
-    luma = torch.tensor(LUMA, device=images.device, dtype=images.dtype)[:images.shape[1]]
+    luma = torch.tensor(LUMA, device=images.device, dtype=images.dtype)[: images.shape[1]]
     digit = ((images * luma.view(1, -1, 1, 1)).sum(dim=1, keepdim=True) / luma.sum() + 1.0) / 2.0
     blended = (texture - digit).abs() * 2.0 - 1.0
     return torch.where(chosen.to(images.device).view(-1, 1, 1, 1), blended, images)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, args, scale,
-            backgrounds: bool = False) -> torch.Tensor:
+def augment(images: torch.Tensor, generator: torch.Generator, args, scale, backgrounds: bool = False) -> torch.Tensor:
     """train_dann's --augment: affine (zoom range `scale`); --aug_thicken and --aug_background (labelled
     images only: `backgrounds=True`); then --aug_invert / --aug_channel_invert / --aug_resample. `args` is
     anything with those attributes (the parsed flags)."""

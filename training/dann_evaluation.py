@@ -79,8 +79,9 @@ def eval_logits(model, images_u8: torch.Tensor, batch_size: int) -> torch.Tensor
     return torch.cat([model(to_model_range(chunk)).logits.float() for chunk in images_u8.split(batch_size)])
 
 
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, low: float = 0.05, high: float = 20.0,
-                    points: int = 400) -> float:
+def fit_temperature(
+    logits: torch.Tensor, labels: torch.Tensor, low: float = 0.05, high: float = 20.0, points: int = 400
+) -> float:
     """The temperature T minimising the NLL of softmax(logits / T) (Guo et al., 2017), on a log grid.
 
     A grid over [low, high] rather than gradient descent: one dimension, no learning rate, deterministic.
@@ -106,8 +107,7 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     return float(ece)
 
 
-RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-            "lanczos": Image.LANCZOS}
+RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
 
 
 def validation_resized(name: str, source: str | None, resample: str, image_size: int = 28):
@@ -129,53 +129,67 @@ def validation_resized(name: str, source: str | None, resample: str, image_size:
     return images, torch.as_tensor(dataset["label"], dtype=torch.int64)
 
 
-def final_metrics(model, args, source, target, history: list[dict], total_steps: int, world: int,
-                  start: float) -> dict:
+def final_metrics(model, args, source, target, history: list[dict], total_steps: int, world: int, start: float) -> dict:
     """AdaBN, temperature scaling on source validation images, and the numbers reported for the run."""
-    final = {"source": args.source, "target": args.target, "mode": args.mode, "architecture": args.architecture,
-             # measured before any BatchNorm re-estimation, which specialises the model to the target
-             "source_val_accuracy": accuracy(model, source.val_images, source.val_labels, args.eval_batch_size)}
+    final = {
+        "source": args.source,
+        "target": args.target,
+        "mode": args.mode,
+        "architecture": args.architecture,
+        # measured before any BatchNorm re-estimation, which specialises the model to the target
+        "source_val_accuracy": accuracy(model, source.val_images, source.val_labels, args.eval_batch_size),
+    }
     if args.adapt_bn:
-        final["target_val_accuracy_before_adapt_bn"] = accuracy(model, target.val_images, target.val_labels,
-                                                                args.eval_batch_size)
+        final["target_val_accuracy_before_adapt_bn"] = accuracy(
+            model, target.val_images, target.val_labels, args.eval_batch_size
+        )
         # a fixed random subset: BatchNorm statistics settle long before 50,000 images
         subset = torch.randperm(len(target.train_images), generator=torch.Generator().manual_seed(args.seed))
-        subset = subset[:args.adapt_bn_images].to(target.train_images.device)
+        subset = subset[: args.adapt_bn_images].to(target.train_images.device)
         adapt_batchnorm(model, target.train_images[subset], args.eval_batch_size)
     # Temperature: source validation images as training presented them (same augmentation, fixed seed),
     # each batch normalised by its own statistics; target labels never enter.
     calibration = to_model_range(source.val_images)
     if args.augment:
-        calibration = augment(calibration, torch.Generator(device=calibration.device).manual_seed(args.seed), args,
-                              args.aug_scale)
+        calibration = augment(
+            calibration, torch.Generator(device=calibration.device).manual_seed(args.seed), args, args.aug_scale
+        )
     source_logits = logits_with_own_statistics(model, calibration, args.eval_batch_size).cpu()
     model.config.temperature = fit_temperature(source_logits, source.val_labels.cpu())
     target_logits = eval_logits(model, target.val_images, args.eval_batch_size).cpu()
     target_labels = target.val_labels.cpu()
-    final.update({
-        "target_val_accuracy": (target_logits.argmax(1) == target_labels).float().mean().item(),
-        "target_val_note": target.val_note,
-        "temperature": model.config.temperature,
-        "target_val_ece": expected_calibration_error(target_logits.softmax(1), target_labels),
-        "target_val_ece_calibrated": expected_calibration_error(
-            (target_logits / model.config.temperature).softmax(1), target_labels),
-    })
+    final.update(
+        {
+            "target_val_accuracy": (target_logits.argmax(1) == target_labels).float().mean().item(),
+            "target_val_note": target.val_note,
+            "temperature": model.config.temperature,
+            "target_val_ece": expected_calibration_error(target_logits.softmax(1), target_labels),
+            "target_val_ece_calibrated": expected_calibration_error(
+                (target_logits / model.config.temperature).softmax(1), target_labels
+            ),
+        }
+    )
     # Only targets stored smaller than the model's input are enlarged by users' tools (USPS: 16 px), and only
     # a real validation split has an undecoded copy to resize again (not the embedded subsets, not held-out rows).
-    if (args.target_dir and target.val_note == "validation split"
-            and DIGIT_DATASETS[args.target].native_size < target.val_images.shape[-1]):
+    if (
+        args.target_dir
+        and target.val_note == "validation split"
+        and DIGIT_DATASETS[args.target].native_size < target.val_images.shape[-1]
+    ):
         images, labels = validation_resized(args.target, args.target_dir, "nearest")
-        final["target_val_accuracy_nearest_resize"] = accuracy(model, images.to(target.val_images.device),
-                                                               labels.to(target.val_labels.device),
-                                                               args.eval_batch_size)
-    final.update({
-        "steps": total_steps,
-        "batch_size": args.batch_size,
-        "images_seen": total_steps * args.batch_size,
-        "num_processes": world,
-        "wall_time_s": time.perf_counter() - start,
-        # CPU seconds of this process: on a shared machine the wall time says more about the neighbours
-        "cpu_time_s": time.process_time(),
-        "history": history,
-    })
+        final["target_val_accuracy_nearest_resize"] = accuracy(
+            model, images.to(target.val_images.device), labels.to(target.val_labels.device), args.eval_batch_size
+        )
+    final.update(
+        {
+            "steps": total_steps,
+            "batch_size": args.batch_size,
+            "images_seen": total_steps * args.batch_size,
+            "num_processes": world,
+            "wall_time_s": time.perf_counter() - start,
+            # CPU seconds of this process: on a shared machine the wall time says more about the neighbours
+            "cpu_time_s": time.process_time(),
+            "history": history,
+        }
+    )
     return final

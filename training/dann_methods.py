@@ -38,8 +38,9 @@ def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     return -(probs * probs.clamp_min(1e-8).log()).sum(dim=1).mean()
 
 
-def pseudo_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def pseudo_label_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Masked pseudo-label cross-entropy and the fraction of rows that passed the threshold.
 
     loss = (1/B) * sum_i [max_c q_ic >= threshold] * CE(student_i, argmax_c q_ic),  q = softmax(teacher).
@@ -63,8 +64,9 @@ def _unit_rows(tensor: torch.Tensor) -> torch.Tensor:
     return tensor / tensor.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (tensor.ndim - 1))
 
 
-def adversarial_perturbation(classify, images: torch.Tensor, epsilon: float, generator: torch.Generator,
-                             xi: float = 1e-3) -> torch.Tensor:
+def adversarial_perturbation(
+    classify, images: torch.Tensor, epsilon: float, generator: torch.Generator, xi: float = 1e-3
+) -> torch.Tensor:
     """The virtual adversarial perturbation of each image: L2 norm `epsilon`, in the direction that changes
     the prediction most (one power iteration from a random direction, Miyato et al. 2018).
 
@@ -80,7 +82,7 @@ def adversarial_perturbation(classify, images: torch.Tensor, epsilon: float, gen
     direction = (xi * _unit_rows(direction)).requires_grad_(True)
     with torch.enable_grad():
         divergence = kl_divergence(clean_logits, classify(images + direction))
-        gradient, = torch.autograd.grad(divergence, direction)
+        (gradient,) = torch.autograd.grad(divergence, direction)
     return epsilon * _unit_rows(gradient)
 
 

@@ -40,9 +40,7 @@ def add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adam_weight_decay", type=float, default=0.0)
     parser.add_argument("--max_grad_norm", type=float, default=1.0)
     parser.add_argument("--ema_max_decay", type=float, default=0.999)
-    parser.add_argument(
-        "--ema_power", type=float, default=3 / 4, help="EMA warm-up: decay = 1 - (1 + step)^-power"
-    )
+    parser.add_argument("--ema_power", type=float, default=3 / 4, help="EMA warm-up: decay = 1 - (1 + step)^-power")
     parser.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"], default="no")
     # GPU speed switches. Off by default where they change results on the CPU or are not yet measured.
     parser.add_argument(
@@ -87,9 +85,7 @@ def check_training_args(args: argparse.Namespace) -> None:
     if args.max_train_seconds is not None and not args.max_train_seconds > 0:
         raise ValueError(f"--max_train_seconds must be > 0, got {args.max_train_seconds}")
     if any(c % args.norm_num_groups for c in args.block_out_channels):
-        raise ValueError(
-            f"--block_out_channels {args.block_out_channels} must be multiples of --norm_num_groups"
-        )
+        raise ValueError(f"--block_out_channels {args.block_out_channels} must be multiples of --norm_num_groups")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. user/cfg-mnistm)")
 

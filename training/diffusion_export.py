@@ -36,8 +36,18 @@ class TrainResult:
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def finish_training(accelerator, unet, ema, args, *, start: float, last_loss: float,
-                    loss_history: list[tuple[int, float]], global_step: int, stopped_by_time: bool) -> TrainResult:
+def finish_training(
+    accelerator,
+    unet,
+    ema,
+    args,
+    *,
+    start: float,
+    last_loss: float,
+    loss_history: list[tuple[int, float]],
+    global_step: int,
+    stopped_by_time: bool,
+) -> TrainResult:
     """The end of train_cfg.py / train_ddpm.py's loop: unwrap the UNet, load the EMA weights into it, close
     the run on every process, and (main process only) write `train_summary.json` to `args.output_dir`."""
     model = accelerator.unwrap_model(unet, keep_torch_compile=False)
@@ -104,9 +114,7 @@ def push_folder_to_hub(folder: Path, repo_id: str) -> str:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     if os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE"):
-        raise ConnectionError(
-            f"--push_to_hub needs the network but HF_HUB_OFFLINE is set; {folder} is saved locally"
-        )
+        raise ConnectionError(f"--push_to_hub needs the network but HF_HUB_OFFLINE is set; {folder} is saved locally")
     api = HfApi()
     try:
         api.create_repo(repo_id, exist_ok=True)
@@ -114,7 +122,5 @@ def push_folder_to_hub(folder: Path, repo_id: str) -> str:
             repo_id=repo_id, folder_path=folder, ignore_patterns=["checkpoint-*", "logs/*", "samples/*", ".*"]
         )
     except (OSError, OfflineModeIsEnabled) as error:
-        raise ConnectionError(
-            f"could not push {folder} to the Hub ({error}); the local folder is intact"
-        ) from error
+        raise ConnectionError(f"could not push {folder} to the Hub ({error}); the local folder is intact") from error
     return commit.commit_url

@@ -74,9 +74,7 @@ class EpochSampler:
         return self._permutation[start : start + self.batch_size]
 
 
-def diffusion_loss(
-    unet, noise_scheduler, clean, class_labels, generator, label_dropout=0.0, null_class_id=None
-):
+def diffusion_loss(unet, noise_scheduler, clean, class_labels, generator, label_dropout=0.0, null_class_id=None):
     """MSE between the true and the predicted noise at a uniformly drawn t (DDPM Alg. 1).
 
     Draws happen on the generator's device (noise, then t, then the dropout mask: this order is part of

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -31,28 +30,26 @@ from diffusers.training_utils import EMAModel
 from diffusers.utils import make_image_grid
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch training/...` from the root
-
-from adapters import decode_digits, load_digits  # noqa: E402
-from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
-from pipelines.conditional_ddpm.schedulers import make_scheduler  # noqa: E402
-from training.cfg_card import build_card, write_card  # noqa: E402
-from training.diffusion_args import (  # noqa: E402
+from adapters import decode_digits, load_digits
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
+from pipelines.conditional_ddpm.schedulers import make_scheduler
+from training.cfg_card import build_card, write_card
+from training.diffusion_args import (
     add_training_args,
     build_noise_scheduler,
     build_unet,
     check_training_args,
 )
-from training.diffusion_checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint  # noqa: E402
-from training.diffusion_export import (  # noqa: E402
+from training.diffusion_checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint
+from training.diffusion_export import (
     TrainResult,
     finish_training,
     publish,
     push_folder_to_hub,
     training_args_json,
 )
-from training.diffusion_samples import log_sample_grid, out_of_time  # noqa: E402
-from training.diffusion_step import (  # noqa: E402
+from training.diffusion_samples import log_sample_grid, out_of_time
+from training.diffusion_step import (
     EpochSampler,
     StepRandomness,
     configure_device_speed,
@@ -65,9 +62,7 @@ NULL_CLASS_ID = NUM_DIGITS  # label 10 = "no label"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(parser)
     parser.add_argument(
         "--train_data",
@@ -79,9 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_train_images", type=int, default=None, help="use only the first N images")
     parser.add_argument("--sample_guidance", type=float, default=2.0, help="w of the logged sample grids")
     parser.add_argument("--sample_images_per_digit", type=int, default=4)
-    parser.add_argument(
-        "--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids"
-    )
+    parser.add_argument("--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids")
     parser.set_defaults(
         output_dir=Path("runs/cfg-mnistm"),
         resolution=28,
@@ -135,9 +128,9 @@ def run_summary(args, result, num_images: int, num_params: int, accelerator) -> 
         num_params=num_params,
         data=args.train_data or "hub_cards/mnistm-mini (the embedded 2,000-image subset)",
         hardware=f"{accelerator.num_processes} x {hardware}; PyTorch {torch.__version__}, diffusers "
-                 f"{diffusers.__version__}, {args.mixed_precision} mixed precision",
+        f"{diffusers.__version__}, {args.mixed_precision} mixed precision",
         samples_caption=f"rows are digits 0-9, DDIM {args.sample_inference_steps} steps, w = {args.sample_guidance}, "
-                        f"seed {args.seed}.",
+        f"seed {args.seed}.",
     )
     return summary
 
@@ -263,8 +256,17 @@ def main(args: argparse.Namespace) -> TrainResult:
     progress.close()
 
     # 5. export the EMA weights as a ConditionalDDPMPipeline folder, written atomically
-    result = finish_training(accelerator, unet, ema, args, start=start, last_loss=last_loss,
-                             loss_history=loss_history, global_step=global_step, stopped_by_time=stopped_by_time)
+    result = finish_training(
+        accelerator,
+        unet,
+        ema,
+        args,
+        start=start,
+        last_loss=last_loss,
+        loss_history=loss_history,
+        global_step=global_step,
+        stopped_by_time=stopped_by_time,
+    )
     if not accelerator.is_main_process:
         return result
     model = result.unet

@@ -86,23 +86,31 @@ def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_p
     settings = {k: v for k, v in vars(args).items() if k not in ("output_dir", "resume_from_checkpoint")}
     adapt_row = ""
     if "target_val_accuracy_before_adapt_bn" in final:
-        adapt_row = ("| target validation accuracy before re-estimating BatchNorm on the target | "
-                     f"{final['target_val_accuracy_before_adapt_bn']:.4f} |\n")
+        adapt_row = (
+            "| target validation accuracy before re-estimating BatchNorm on the target | "
+            f"{final['target_val_accuracy_before_adapt_bn']:.4f} |\n"
+        )
     scale_note = ""
     if args.augment and min(args.aug_scale) > 1.0:
-        scale_note = (f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
-                      f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
-                      "own scale is low by design.\n\n")
-    rows = "\n".join(f"| {h['epoch']} | {h['loss']:.4f} | {h.get('target_val_accuracy', float('nan')):.4f} |"
-                     for h in history)
+        scale_note = (
+            f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
+            f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
+            "own scale is low by design.\n\n"
+        )
+    rows = "\n".join(
+        f"| {h['epoch']} | {h['loss']:.4f} | {h.get('target_val_accuracy', float('nan')):.4f} |" for h in history
+    )
     data = classifier_card_data(
-        f"dann-{args.source}-{args.target}-{args.mode}", [args.source, args.target],
+        f"dann-{args.source}-{args.target}-{args.mode}",
+        [args.source, args.target],
         [accuracy_result(args.target, "validation", final["target_val_accuracy"])],
         tags=["domain-adaptation", "dann", args.source, args.target],
     )
     repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DANNModel")
     use = usage_section(
-        repo_snippet, library_snippet, "transformers",
+        repo_snippet,
+        library_snippet,
+        "transformers",
         command=f"python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --output_csv pred.csv",
     )
     body = f"""# DANN digit classifier: {args.source} -> {args.target} ({args.mode})
@@ -112,10 +120,10 @@ def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_p
 
 | metric | value |
 |---|---|
-| target ({args.target}) validation accuracy | {final['target_val_accuracy']:.4f} |
-{adapt_row}| source ({args.source}) validation accuracy, as trained | {final['source_val_accuracy']:.4f} |
-| labelled training images seen | {final['images_seen']} |
-| wall time (s), data loading included | {final['wall_time_s']:.1f} |
+| target ({args.target}) validation accuracy | {final["target_val_accuracy"]:.4f} |
+{adapt_row}| source ({args.source}) validation accuracy, as trained | {final["source_val_accuracy"]:.4f} |
+| labelled training images seen | {final["images_seen"]} |
+| wall time (s), data loading included | {final["wall_time_s"]:.1f} |
 
 {scale_note}Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
 `adapters.decode_digits` does; `python -m pipelines.dann` applies the same preprocessing.
@@ -177,9 +185,12 @@ def main(args):
     target = load_splits(args.target, args.target_dir, holdout_per_class=args.holdout_per_class).to(device)
     labelled = target if args.mode == "target_only" else source
     uses_target = args.mode in ("dann", "mean_teacher", "vada")
-    logger.info(f"source {args.source}: train {len(source.train_labels)}, validation {len(source.val_labels)}; "
-                f"target {args.target}: train {len(target.train_labels)}, validation {len(target.val_labels)} "
-                f"({target.val_note}); mode {args.mode}, {world} process(es)", main_process_only=True)
+    logger.info(
+        f"source {args.source}: train {len(source.train_labels)}, validation {len(source.val_labels)}; "
+        f"target {args.target}: train {len(target.train_labels)}, validation {len(target.val_labels)} "
+        f"({target.val_note}); mode {args.mode}, {world} process(es)",
+        main_process_only=True,
+    )
     steps_per_epoch = len(labelled.train_labels) // args.batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"--batch_size {args.batch_size} exceeds the {len(labelled.train_labels)} training images")
@@ -188,14 +199,21 @@ def main(args):
     total_steps = steps_per_epoch * args.epochs
 
     # 2. model, optimiser, schedule; the mean teacher is a plain copy outside DDP (it never gets gradients)
-    config = DANNConfig(architecture=args.architecture, input_normalization=args.input_normalization,
-                        conv_channels=list(args.conv_channels),
-                        lambda_gamma=args.lambda_gamma, lambda_max=args.lambda_max)
+    config = DANNConfig(
+        architecture=args.architecture,
+        input_normalization=args.input_normalization,
+        conv_channels=list(args.conv_channels),
+        lambda_gamma=args.lambda_gamma,
+        lambda_max=args.lambda_max,
+    )
     model = DANNModel(config)
     teacher = make_teacher(model).to(device) if args.mode == "mean_teacher" else None
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
-    lr_lambda = (lambda step: 1.0) if args.lr_schedule == "constant" else (
-        lambda step: (1.0 + 10.0 * step / total_steps) ** -0.75)
+    lr_lambda = (
+        (lambda step: 1.0)
+        if args.lr_schedule == "constant"
+        else (lambda step: (1.0 + 10.0 * step / total_steps) ** -0.75)
+    )
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(model)
@@ -207,8 +225,10 @@ def main(args):
     checkpoints = Path(args.output_dir, "checkpoints")
     has_checkpoints = checkpoints.is_dir() and any(checkpoints.iterdir())
     if not args.resume_from_checkpoint and has_checkpoints:
-        raise FileExistsError(f"{checkpoints} already holds checkpoints: pass --resume_from_checkpoint latest "
-                              "to continue that run, or choose another --output_dir")
+        raise FileExistsError(
+            f"{checkpoints} already holds checkpoints: pass --resume_from_checkpoint latest "
+            "to continue that run, or choose another --output_dir"
+        )
     if args.resume_from_checkpoint:
         path = None if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
         if path is None and not has_checkpoints:
@@ -220,8 +240,13 @@ def main(args):
             logger.info(f"resumed at epoch {state.epoch}")
 
     # 3. training loop
-    progress = tqdm(total=total_steps, initial=state.epoch * steps_per_epoch, desc=args.mode,
-                    disable=not accelerator.is_local_main_process, mininterval=30)
+    progress = tqdm(
+        total=total_steps,
+        initial=state.epoch * steps_per_epoch,
+        desc=args.mode,
+        disable=not accelerator.is_local_main_process,
+        mininterval=30,
+    )
     while state.epoch < args.epochs:
         epoch = state.epoch
         model.train()
@@ -233,15 +258,16 @@ def main(args):
         passed_sum = torch.zeros((), device=device)
         for step in range(steps_per_epoch):
             p = (epoch * steps_per_epoch + step) / total_steps
-            rows = order[step * args.batch_size:(step + 1) * args.batch_size][rank::world]
+            rows = order[step * args.batch_size : (step + 1) * args.batch_size][rank::world]
             images, labels = to_model_range(labelled.train_images[rows]), labelled.train_labels[rows]
             if args.augment:
                 images = augment(images, generator, args, args.aug_scale, backgrounds=True)
             if uses_target:
                 # target rows cycle through a per-epoch permutation of the (unlabelled) target set
                 first = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
-                target_images = to_model_range(target.train_images[target_order[first:first + args.batch_size]
-                                                                   [rank::world]])
+                target_images = to_model_range(
+                    target.train_images[target_order[first : first + args.batch_size][rank::world]]
+                )
             n = len(images)
             if args.mode == "dann":
                 lambda_p = dann_lambda(p, args.lambda_gamma, args.lambda_max)
@@ -252,23 +278,28 @@ def main(args):
             elif args.mode == "mean_teacher":
                 student_view = augment(target_images, generator, args, args.target_aug_scale)
                 out = model(torch.cat([images, student_view]))
-                pseudo, passed = pseudo_label_loss(out.logits[n:], teacher_logits(teacher, target_images),
-                                                   args.confidence_threshold)
+                pseudo, passed = pseudo_label_loss(
+                    out.logits[n:], teacher_logits(teacher, target_images), args.confidence_threshold
+                )
                 loss = F.cross_entropy(out.logits[:n], labels) + args.consistency_weight * pseudo
                 passed_sum += passed
             elif args.mode == "vada":
                 lambda_p = dann_lambda(p, args.lambda_gamma, args.lambda_max)
                 # the perturbation comes from the plain module in eval mode (deterministic, no DDP hooks)
                 unwrapped.eval()
-                perturbation = adversarial_perturbation(lambda x: unwrapped(x).logits, target_images,
-                                                        args.vat_epsilon, generator)
+                perturbation = adversarial_perturbation(
+                    lambda x: unwrapped(x).logits, target_images, args.vat_epsilon, generator
+                )
                 model.train()
                 m = len(target_images)
                 out = model(torch.cat([images, target_images, target_images + perturbation]), grl_coeff=lambda_p)
-                target_logits = out.logits[n:n + m]
-                target_terms = entropy_loss(target_logits) + kl_divergence(target_logits, out.logits[n + m:])
-                loss = (F.cross_entropy(out.logits[:n], labels) + domain_loss(out.domain_logits[:n + m], n)
-                        + args.target_weight * lambda_p * target_terms)
+                target_logits = out.logits[n : n + m]
+                target_terms = entropy_loss(target_logits) + kl_divergence(target_logits, out.logits[n + m :])
+                loss = (
+                    F.cross_entropy(out.logits[:n], labels)
+                    + domain_loss(out.domain_logits[: n + m], n)
+                    + args.target_weight * lambda_p * target_terms
+                )
             else:
                 loss = F.cross_entropy(model(images).logits, labels)
             accelerator.backward(loss)
@@ -283,18 +314,24 @@ def main(args):
         # 4. validation on the target every epoch, for the record only: no choice is made from it
         state.epoch = epoch + 1
         evaluated = teacher if teacher is not None else unwrapped
-        record = {"epoch": state.epoch, "loss": loss_sum.item() / steps_per_epoch,
-                  "learning_rate": optimizer.param_groups[0]["lr"]}
+        record = {
+            "epoch": state.epoch,
+            "loss": loss_sum.item() / steps_per_epoch,
+            "learning_rate": optimizer.param_groups[0]["lr"],
+        }
         if state.epoch % args.eval_every == 0 or state.epoch == args.epochs:
-            record["target_val_accuracy"] = accuracy(evaluated, target.val_images, target.val_labels,
-                                                     args.eval_batch_size)
+            record["target_val_accuracy"] = accuracy(
+                evaluated, target.val_images, target.val_labels, args.eval_batch_size
+            )
         record["elapsed_s"] = time.perf_counter() - start
         if teacher is not None:
             record["pseudo_label_fraction"] = passed_sum.item() / steps_per_epoch
         state.history.append(record)
-        logger.info(f"epoch {state.epoch}/{args.epochs}: " + ", ".join(
-            f"{key} {value:.4f}" for key, value in record.items() if key not in ("epoch", "elapsed_s")),
-            main_process_only=True)
+        logger.info(
+            f"epoch {state.epoch}/{args.epochs}: "
+            + ", ".join(f"{key} {value:.4f}" for key, value in record.items() if key not in ("epoch", "elapsed_s")),
+            main_process_only=True,
+        )
         if state.epoch % args.checkpoint_every == 0 or state.epoch == args.epochs:
             accelerator.save_state()
     progress.close()

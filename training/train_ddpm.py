@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import time
 from pathlib import Path
 
@@ -30,17 +29,15 @@ from huggingface_hub import EvalResult
 from PIL import Image
 from tqdm.auto import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `accelerate launch training/...` from the root
-
-from pipelines.hub.cards import card_data, diffusion_usage_snippets, usage_section  # noqa: E402
-from training.diffusion_args import (  # noqa: E402
+from pipelines.hub.cards import card_data, diffusion_usage_snippets, usage_section
+from training.diffusion_args import (
     add_training_args,
     build_noise_scheduler,
     build_unet,
     check_training_args,
 )
-from training.diffusion_checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint  # noqa: E402
-from training.diffusion_export import (  # noqa: E402
+from training.diffusion_checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint
+from training.diffusion_export import (
     TrainResult,
     finish_training,
     publish,
@@ -48,8 +45,8 @@ from training.diffusion_export import (  # noqa: E402
     training_args_json,
     write_model_card,
 )
-from training.diffusion_samples import log_sample_grid, out_of_time  # noqa: E402
-from training.diffusion_step import (  # noqa: E402
+from training.diffusion_samples import log_sample_grid, out_of_time
+from training.diffusion_step import (
     EpochSampler,
     StepRandomness,
     configure_device_speed,
@@ -64,9 +61,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_args(parser)
     parser.add_argument(
         "--train_data",
@@ -76,9 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--channels", type=int, choices=[1, 3], default=3, help="1 = greyscale, 3 = RGB")
     parser.add_argument("--sample_images", type=int, default=16, help="images in the logged sample grids")
-    parser.add_argument(
-        "--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids"
-    )
+    parser.add_argument("--sample_inference_steps", type=int, default=50, help="DDIM steps of the logged grids")
     parser.add_argument(
         "--random_flip",
         action="store_true",
@@ -106,10 +99,7 @@ def _parquet_images(folder: Path) -> list[Image.Image]:
     if "image" not in table.column_names:
         raise ValueError(f"{folder}: parquet files have no `image` column (columns: {table.column_names})")
     raw = table.cast_column("image", datasets.Image(decode=False))["image"]
-    return [
-        Image.open(io.BytesIO(value["bytes"])) if value["bytes"] else Image.open(value["path"])
-        for value in raw
-    ]
+    return [Image.open(io.BytesIO(value["bytes"])) if value["bytes"] else Image.open(value["path"]) for value in raw]
 
 
 def load_training_images(folder: Path, resolution: int, channels: int) -> torch.Tensor:
@@ -154,13 +144,24 @@ def model_card(args, result, num_images: int, num_params: int) -> tuple[dict, st
     """(front matter, body) of the output folder's card, a plain diffusers `DDPMPipeline`."""
     data_ref = str(args.train_data)
     hub_dataset = [data_ref] if len(data_ref.split("/")) == 2 and not Path(data_ref).exists() else []
-    loss = EvalResult(task_type="unconditional-image-generation",
-                      dataset_type=hub_dataset[0] if hub_dataset else "local",
-                      dataset_name=f"{data_ref} (training images)", dataset_split="train", metric_type="loss",
-                      metric_name="final training loss (noise MSE)", metric_value=round(float(result.final_loss), 4))
-    data = card_data(library_name="diffusers", pipeline_tag="unconditional-image-generation", datasets=hub_dataset,
-                     model_name=Path(args.output_dir).name, eval_results=[loss], metrics=["loss"],
-                     tags=["diffusers", "ddpm", "unconditional-image-generation"])
+    loss = EvalResult(
+        task_type="unconditional-image-generation",
+        dataset_type=hub_dataset[0] if hub_dataset else "local",
+        dataset_name=f"{data_ref} (training images)",
+        dataset_split="train",
+        metric_type="loss",
+        metric_name="final training loss (noise MSE)",
+        metric_value=round(float(result.final_loss), 4),
+    )
+    data = card_data(
+        library_name="diffusers",
+        pipeline_tag="unconditional-image-generation",
+        datasets=hub_dataset,
+        model_name=Path(args.output_dir).name,
+        eval_results=[loss],
+        metrics=["loss"],
+        tags=["diffusers", "ddpm", "unconditional-image-generation"],
+    )
     repo_snippet, library_snippet = diffusion_usage_snippets(str(args.output_dir), "DDPMPipeline")
     use = usage_section(repo_snippet, library_snippet, "diffusers")
     body = f"""
@@ -303,8 +304,17 @@ def main(args: argparse.Namespace) -> TrainResult:
     progress.close()
 
     # 5. export the EMA weights as a DDPMPipeline folder, written atomically
-    result = finish_training(accelerator, unet, ema, args, start=start, last_loss=last_loss,
-                             loss_history=loss_history, global_step=global_step, stopped_by_time=stopped_by_time)
+    result = finish_training(
+        accelerator,
+        unet,
+        ema,
+        args,
+        start=start,
+        last_loss=last_loss,
+        loss_history=loss_history,
+        global_step=global_step,
+        stopped_by_time=stopped_by_time,
+    )
     if not accelerator.is_main_process:
         return result
     model = result.unet

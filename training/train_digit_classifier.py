@@ -27,6 +27,7 @@ from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
+from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
@@ -49,13 +50,15 @@ logger = get_logger(__name__)
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="mnistm", help="digit dataset name (adapters.load_digits)")
-    parser.add_argument("--data_source", default=None,
-                        help="local dataset folder / file or Hub id; default: the embedded subset")
+    parser.add_argument(
+        "--data_source", default=None, help="local dataset folder / file or Hub id; default: the embedded subset"
+    )
     parser.add_argument("--image_size", type=int, default=28)
     parser.add_argument("--block_channels", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--dropout", type=float, default=0.3)
-    parser.add_argument("--output_dir", default="runs/digit-classifier/model",
-                        help="where the final Hub-style folder is written")
+    parser.add_argument(
+        "--output_dir", default="runs/digit-classifier/model", help="where the final Hub-style folder is written"
+    )
     parser.add_argument("--project_dir", default="runs/digit-classifier", help="checkpoints and logs")
     parser.add_argument("--num_epochs", type=int, default=10)
     parser.add_argument("--max_train_steps", type=int, default=None, help="overrides --num_epochs")
@@ -76,8 +79,16 @@ def parse_args(argv=None):
     parser.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
     # Checked before any data is decoded or folder made; 0 steps must not silently mean "use the epochs".
-    positive = ["num_epochs", "train_batch_size", "eval_batch_size", "gradient_accumulation_steps",
-                "checkpointing_steps", "image_size", "max_train_steps", "checkpoints_total_limit"]
+    positive = [
+        "num_epochs",
+        "train_batch_size",
+        "eval_batch_size",
+        "gradient_accumulation_steps",
+        "checkpointing_steps",
+        "image_size",
+        "max_train_steps",
+        "checkpoints_total_limit",
+    ]
     for option in positive:
         value = getattr(args, option)
         if value is not None and value < 1:  # None: max_train_steps from the epochs, no checkpoint limit
@@ -110,13 +121,10 @@ def evaluate(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
 
 
 def plot_confusion_matrix(confusion: list[list[int]], path: Path, title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig = Figure(figsize=(5.2, 4.6))
+    ax = fig.subplots()
     display = ConfusionMatrixDisplay(np.asarray(confusion), display_labels=list(range(len(confusion))))
     display.plot(ax=ax, cmap="Blues", values_format="d", text_kw={"fontsize": 6})
     ax.set_xlabel("predicted digit")
@@ -124,7 +132,6 @@ def plot_confusion_matrix(confusion: list[list[int]], path: Path, title: str):
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def model_card(args, report: dict, num_train: int, num_params: int) -> str:
@@ -134,16 +141,24 @@ def model_card(args, report: dict, num_train: int, num_params: int) -> str:
         for digit, row in report["per_digit"].items()
     )
     source = args.data_source or f"embedded {args.dataset}-mini"
-    command = "python -m training.train_digit_classifier" + (
-        f" --data_source {args.data_source}" if args.data_source else ""
-    ) + f" --num_epochs {args.num_epochs} --output_dir {args.output_dir}"
+    command = (
+        "python -m training.train_digit_classifier"
+        + (f" --data_source {args.data_source}" if args.data_source else "")
+        + f" --num_epochs {args.num_epochs} --output_dir {args.output_dir}"
+    )
     data = classifier_card_data(
-        Path(args.output_dir).name, [args.dataset], [accuracy_result(args.dataset, "validation", accuracy)],
+        Path(args.output_dir).name,
+        [args.dataset],
+        [accuracy_result(args.dataset, "validation", accuracy)],
         tags=[args.dataset, "guided-diffusion-da"],
     )
     repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DigitClassifier")
-    use = usage_section(repo_snippet, library_snippet, "transformers",
-                        command=f"python -m pipelines.digit_classifier --pretrained {args.output_dir} --images DIR")
+    use = usage_section(
+        repo_snippet,
+        library_snippet,
+        "transformers",
+        command=f"python -m pipelines.digit_classifier --pretrained {args.output_dir} --images DIR",
+    )
     body = f"""# {args.dataset} digit classifier
 
 A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU layers with channels
@@ -151,7 +166,7 @@ A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU lay
 {args.image_size}x{args.image_size} RGB images. It scores the digits generated by the conditional DDPM
 (`python -m pipelines.digit_classifier`), as the course scored its 1000 generated images with a small LeNet.
 
-**Validation accuracy: {accuracy:.4f}** ({report['correct']} / {report['total']} images of the
+**Validation accuracy: {accuracy:.4f}** ({report["correct"]} / {report["total"]} images of the
 {args.dataset} validation split, never seen in training; one run, final weights, no model selection).
 
 ## Training
@@ -191,7 +206,8 @@ def main(args):
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         project_config=ProjectConfiguration(
-            project_dir=str(project_dir), logging_dir=str(project_dir / "logs"),
+            project_dir=str(project_dir),
+            logging_dir=str(project_dir / "logs"),
             total_limit=args.checkpoints_total_limit,
         ),
         log_with="tensorboard",
@@ -203,19 +219,21 @@ def main(args):
     val_images, val_labels = decode_digits(load_digits(args.dataset, args.data_source, "validation"), args.image_size)
     logger.info(f"train {len(train_labels)} images, validation {len(val_labels)} images")
 
-    model = DigitClassifier(
-        block_channels=tuple(args.block_channels), image_size=args.image_size, dropout=args.dropout
-    )
+    model = DigitClassifier(block_channels=tuple(args.block_channels), image_size=args.image_size, dropout=args.dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     loader = DataLoader(
-        TensorDataset(train_images, train_labels), batch_size=args.train_batch_size, shuffle=True, drop_last=True,
+        TensorDataset(train_images, train_labels),
+        batch_size=args.train_batch_size,
+        shuffle=True,
+        drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps if args.max_train_steps is not None else args.num_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     lr_scheduler = get_scheduler(
-        args.lr_scheduler, optimizer,
+        args.lr_scheduler,
+        optimizer,
         num_warmup_steps=int(args.lr_warmup_fraction * max_train_steps) * accelerator.num_processes,
         num_training_steps=max_train_steps * accelerator.num_processes,
     )
@@ -274,7 +292,8 @@ def main(args):
             model.save_pretrained(folder)
             (folder / "eval_results.json").write_text(json.dumps({"split": "validation", **report}, indent=2))
             plot_confusion_matrix(
-                report["confusion_matrix"], folder / "confusion_matrix.png",
+                report["confusion_matrix"],
+                folder / "confusion_matrix.png",
                 f"{args.dataset} validation, accuracy {report['accuracy']:.4f}",
             )
             (folder / "README.md").write_text(model_card(args, report, len(train_labels), num_params))

@@ -36,8 +36,9 @@ class DANNConfig(PretrainedConfig):
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; expected one of {ARCHITECTURES}")
         if self.input_normalization not in INPUT_NORMALIZATIONS:
-            raise ValueError(f"unknown input_normalization {self.input_normalization!r}; "
-                             f"expected one of {INPUT_NORMALIZATIONS}")
+            raise ValueError(
+                f"unknown input_normalization {self.input_normalization!r}; expected one of {INPUT_NORMALIZATIONS}"
+            )
         if self.image_size != 28:
             raise ValueError(f"the DANN networks are built for 28x28 inputs, got image_size={self.image_size}")
         if self.num_classes < 2:
@@ -62,7 +63,10 @@ class DANNConfig(PretrainedConfig):
         if not isinstance(other, type(self)):
             return NotImplemented
         bookkeeping = ("transformers_version", "dtype", "architectures", "auto_map", "_name_or_path")
-        return all(self.to_dict().get(k) == other.to_dict().get(k)
-                   for k in set(self.to_dict()) | set(other.to_dict()) if k not in bookkeeping)
+        return all(
+            self.to_dict().get(k) == other.to_dict().get(k)
+            for k in set(self.to_dict()) | set(other.to_dict())
+            if k not in bookkeeping
+        )
 
     __hash__ = None  # mutable, like every dataclass with an __eq__

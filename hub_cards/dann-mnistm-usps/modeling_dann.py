@@ -34,8 +34,15 @@ try:  # inside the project: the preprocessing is saved beside the weights. A cop
 except ImportError:
     DigitImageProcessor = None
 
-__all__ = ["ARCHITECTURES", "INPUT_NORMALIZATIONS", "DANNConfig", "DANNModel", "DANNOutput", "GradientReversal",
-           "dann_lambda"]
+__all__ = [
+    "ARCHITECTURES",
+    "INPUT_NORMALIZATIONS",
+    "DANNConfig",
+    "DANNModel",
+    "DANNOutput",
+    "GradientReversal",
+    "dann_lambda",
+]
 
 # ITU-R BT.601 luma weights, the same as PIL's convert("L").
 LUMA = (0.299, 0.587, 0.114)

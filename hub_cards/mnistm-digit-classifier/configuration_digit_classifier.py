@@ -45,7 +45,10 @@ class DigitClassifierConfig(PretrainedConfig):
         if not isinstance(other, type(self)):
             return NotImplemented
         bookkeeping = ("transformers_version", "dtype", "architectures", "auto_map", "_name_or_path")
-        return all(self.to_dict().get(k) == other.to_dict().get(k)
-                   for k in set(self.to_dict()) | set(other.to_dict()) if k not in bookkeeping)
+        return all(
+            self.to_dict().get(k) == other.to_dict().get(k)
+            for k in set(self.to_dict()) | set(other.to_dict())
+            if k not in bookkeeping
+        )
 
     __hash__ = None  # mutable, like every dataclass with an __eq__

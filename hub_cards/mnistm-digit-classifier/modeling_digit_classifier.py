@@ -156,9 +156,7 @@ class DigitClassifierForImageClassification(DigitClassifier):
     """The same network and weights, returning `ImageClassifierOutput` (with the cross-entropy `loss` when
     `labels` are given), as transformers' image-classification pipeline and Trainer expect."""
 
-    def forward(
-        self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None
-    ) -> ImageClassifierOutput:
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> ImageClassifierOutput:
         logits = self.logits(pixel_values)
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
         return ImageClassifierOutput(loss=loss, logits=logits)

@@ -11,5 +11,11 @@ from pipelines.conditional_ddpm.pipeline_conditional_ddpm import (
 )
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
-__all__ = ["NUM_DIGITS", "SCHEDULERS", "ConditionalDDPMPipeline", "ConditionalDDPMPipelineOutput", "default_steps",
-           "make_scheduler"]
+__all__ = [
+    "NUM_DIGITS",
+    "SCHEDULERS",
+    "ConditionalDDPMPipeline",
+    "ConditionalDDPMPipelineOutput",
+    "default_steps",
+    "make_scheduler",
+]

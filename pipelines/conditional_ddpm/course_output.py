@@ -40,14 +40,13 @@ def image_seed(seed: int, digit: int, index: int) -> int:
 def starting_noise(jobs: list[tuple[int, int]], seed: int, shape: tuple[int, ...]) -> torch.Tensor:
     """x_T for each (digit, index) of `jobs`, drawn on the CPU from the image's own generator: the same on any
     device and in any batch."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(image_seed(seed, d, i)))
-                        for d, i in jobs])
+    return torch.stack(
+        [torch.randn(shape, generator=torch.Generator().manual_seed(image_seed(seed, d, i))) for d, i in jobs]
+    )
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--pretrained",
         type=Path,
@@ -113,7 +112,6 @@ def main(args: argparse.Namespace) -> list[Path]:
     steps = args.num_inference_steps
     if steps is None:
         steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
-
 
     jobs = [(digit, index) for digit in args.digits for index in range(1, args.images_per_digit + 1)]
     shape = pipe.sample_shape()

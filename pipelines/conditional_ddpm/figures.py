@@ -24,22 +24,19 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import UNet2DModel
+from diffusers.utils import make_image_grid
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import PIL.Image  # noqa: E402
-import torch  # noqa: E402
-from diffusers import UNet2DModel  # noqa: E402
-from diffusers.utils import make_image_grid  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-from adapters.digits import to_uint8  # noqa: E402
-from adapters.folders import check_output_dir, write_folder_atomically  # noqa: E402
-from pipelines.command_line import check_pretrained, run_command  # noqa: E402
-from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline  # noqa: E402
-from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler  # noqa: E402
+from adapters.digits import to_uint8
+from adapters.folders import check_output_dir, write_folder_atomically
+from pipelines.command_line import check_pretrained, run_command
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
+from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
 REPORT_FRAMES = (400, 361, 261, 201, 101, 1)
 SWEEP_GUIDANCE = (0.0, 0.5, 2.0)
@@ -86,8 +83,15 @@ def _show_mosaic(ax, images, rows, columns, row_labels, column_labels, ylabel, x
 
 def sample_grid(pipe, guidance: float, per_digit: int, steps: int, seed: int, capture=()):
     generator = torch.Generator().manual_seed(seed)
-    return pipe(digit=list(range(NUM_DIGITS)), guidance=guidance, num_images_per_digit=per_digit,
-                num_inference_steps=steps, generator=generator, output_type="np", capture_timesteps=capture)
+    return pipe(
+        digit=list(range(NUM_DIGITS)),
+        guidance=guidance,
+        num_images_per_digit=per_digit,
+        num_inference_steps=steps,
+        generator=generator,
+        output_type="np",
+        capture_timesteps=capture,
+    )
 
 
 def grid_and_reverse_process(pipe, output_dir: Path, guidance: float, steps: int, seed: int, label: str):
@@ -95,41 +99,55 @@ def grid_and_reverse_process(pipe, output_dir: Path, guidance: float, steps: int
     frames = nearest_visited(REPORT_FRAMES, visited_timesteps(pipe, steps))
     out = sample_grid(pipe, guidance, per_digit=10, steps=steps, seed=seed, capture=frames)
 
-    fig, ax = plt.subplots(figsize=(6.4, 6.8))
+    fig = Figure(figsize=(6.4, 6.8))
+    ax = fig.subplots()
     _show_mosaic(ax, out.images, NUM_DIGITS, 10, range(NUM_DIGITS), range(1, 11), "digit (class label)", "sample")
     ax.set_title(f"10 samples of each digit, guidance w = {guidance:g}\n{label}", fontsize=9)
     fig.tight_layout()
     fig.savefig(output_dir / "grid_10x10.png", dpi=130)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, len(frames), figsize=(1.6 * len(frames), 2.3))
+    fig = Figure(figsize=(1.6 * len(frames), 2.3))
+    axes = fig.subplots(1, len(frames))
     for ax, t in zip(axes, frames):
         ax.imshow(out.intermediates[t][0], interpolation="nearest")
         ax.set_title(f"t = {t}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(f'Reverse process of the first "0" of the grid (w = {guidance:g}, {label})', fontsize=9)
-    fig.text(0.5, 0.03, f"t counts down: t = {pipe.scheduler.config.num_train_timesteps} is the pure noise "
-             "the process starts from, t = 1 the input of the last denoising step", ha="center", fontsize=8)
+    fig.text(
+        0.5,
+        0.03,
+        f"t counts down: t = {pipe.scheduler.config.num_train_timesteps} is the pure noise "
+        "the process starts from, t = 1 the input of the last denoising step",
+        ha="center",
+        fontsize=8,
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 0.95))
     fig.savefig(output_dir / "reverse_process_0.png", dpi=130)
-    plt.close(fig)
     return frames
 
 
 def guidance_sweep(pipe, output_dir: Path, per_digit: int, steps: int, seed: int, label: str):
     """The same seeds (hence the same starting noise) at w = 0, 0.5, 2: one band of rows per w."""
-    fig, axes = plt.subplots(len(SWEEP_GUIDANCE), 1, figsize=(6.4, 0.75 * per_digit * len(SWEEP_GUIDANCE) + 1.2))
+    fig = Figure(figsize=(6.4, 0.75 * per_digit * len(SWEEP_GUIDANCE) + 1.2))
+    axes = fig.subplots(len(SWEEP_GUIDANCE), 1)
     for ax, guidance in zip(np.atleast_1d(axes), SWEEP_GUIDANCE):
         images = sample_grid(pipe, guidance, per_digit, steps, seed).images
         # The pipeline is digit-major; show digits as columns and samples as rows.
         images = images.reshape(NUM_DIGITS, per_digit, *images.shape[1:]).swapaxes(0, 1).reshape(images.shape)
-        _show_mosaic(ax, images, per_digit, NUM_DIGITS, range(1, per_digit + 1), range(NUM_DIGITS),
-                     f"w = {guidance:g}\nsample", "digit (class label)")
+        _show_mosaic(
+            ax,
+            images,
+            per_digit,
+            NUM_DIGITS,
+            range(1, per_digit + 1),
+            range(NUM_DIGITS),
+            f"w = {guidance:g}\nsample",
+            "digit (class label)",
+        )
     fig.suptitle(f"Classifier-free guidance sweep, same seeds in every band ({label})", fontsize=9)
     fig.tight_layout()
     fig.savefig(output_dir / "guidance_sweep.png", dpi=130)
-    plt.close(fig)
 
 
 def forward_gflop(unet: UNet2DModel) -> float:
@@ -182,14 +200,23 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
     def params(module) -> str:
         return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f}M params"
 
-    fig, ax = plt.subplots(figsize=(11, 2.2 * levels + 4.2))
+    fig = Figure(figsize=(11, 2.2 * levels + 4.2))
+    ax = fig.subplots()
     ax.set_xlim(0, 11)
     ax.set_ylim(-2.2 * levels - 2.4, 2.6)
     ax.axis("off")
 
     def box(x, y, text, color, width=3.0, height=1.45):
-        ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.05",
-                                    facecolor=color, edgecolor="0.3"))
+        ax.add_patch(
+            FancyBboxPatch(
+                (x - width / 2, y - height / 2),
+                width,
+                height,
+                boxstyle="round,pad=0.05",
+                facecolor=color,
+                edgecolor="0.3",
+            )
+        )
         ax.text(x, y, text, ha="center", va="center", fontsize=8)
 
     def arrow(start, end, style="-|>", color="0.25", **kwargs):
@@ -203,16 +230,25 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
     for i, (block_type, down) in enumerate(zip(config.down_block_types, unet.down_blocks)):
         attention = " + self-attention" if "Attn" in block_type else ""
         resample = f"\ndownsample -> {sizes[i + 1]}x{sizes[i + 1]}" if i < levels - 1 else ""
-        box(left, rows[i], f"{block_type}\n{config.layers_per_block} x ResNet{attention}\n"
+        box(
+            left,
+            rows[i],
+            f"{block_type}\n{config.layers_per_block} x ResNet{attention}\n"
             f"{channels[max(i - 1, 0)]} -> {channels[i]} ch @ {sizes[i]}x{sizes[i]}{resample}\n{params(down)}",
-            "#cfe2f3")
+            "#cfe2f3",
+        )
         arrow((left, rows[i - 1] - 0.75 if i else -0.15), (left, rows[i] + 0.75))
     for j, (block_type, up) in enumerate(zip(config.up_block_types, unet.up_blocks)):
         i = levels - 1 - j  # the up block at the same resolution as down block i
         attention = " + self-attention" if "Attn" in block_type else ""
         resample = f"\nupsample -> {sizes[i - 1]}x{sizes[i - 1]}" if i > 0 else ""
-        box(right, rows[i], f"{block_type}\n{config.layers_per_block + 1} x ResNet{attention}\n"
-            f"-> {channels[i]} ch @ {sizes[i]}x{sizes[i]}{resample}\n{params(up)}", "#d9ead3")
+        box(
+            right,
+            rows[i],
+            f"{block_type}\n{config.layers_per_block + 1} x ResNet{attention}\n"
+            f"-> {channels[i]} ch @ {sizes[i]}x{sizes[i]}{resample}\n{params(up)}",
+            "#d9ead3",
+        )
         if i > 0:
             arrow((right, rows[i] + 0.75), (right, rows[i - 1] - 0.75))
         arrow((left + 1.55, rows[i]), (right - 1.55, rows[i]), linestyle="--")
@@ -225,17 +261,35 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
     box(middle, mid_y, mid_text + (f"\n{params(unet.mid_block)}" if unet.mid_block is not None else ""), "#fce5cd")
     arrow((left, rows[-1] - 0.75), (middle - 1.55, mid_y))
     arrow((middle + 1.55, mid_y), (right, rows[-1] - 0.75))
-    box(right, 0.3, f"GroupNorm, SiLU, conv_out\n{channels[0]} -> {config.out_channels} ch", "#eeeeee",
-        width=2.6, height=0.9)
+    box(
+        right,
+        0.3,
+        f"GroupNorm, SiLU, conv_out\n{channels[0]} -> {config.out_channels} ch",
+        "#eeeeee",
+        width=2.6,
+        height=0.9,
+    )
     box(right, 1.6, f"predicted noise eps\n{config.out_channels}x{size}x{size}", "#eeeeee", width=2.6, height=0.9)
     arrow((right, rows[0] + 0.75), (right, -0.17))
     arrow((right, 0.78), (right, 1.12))
 
     time_dim = unet.time_embedding.linear_2.out_features
-    box(middle - 1.0, 1.6, f"timestep t\nsinusoidal ({channels[0]})\n-> MLP -> {time_dim}", "#fff2cc",
-        width=1.8, height=0.9)
-    box(middle + 1.0, 1.6, f"class c: 0-9, null = {null_class_id}\n"
-        f"Embedding({config.num_class_embeds}, {time_dim})", "#fff2cc", width=1.8, height=0.9)
+    box(
+        middle - 1.0,
+        1.6,
+        f"timestep t\nsinusoidal ({channels[0]})\n-> MLP -> {time_dim}",
+        "#fff2cc",
+        width=1.8,
+        height=0.9,
+    )
+    box(
+        middle + 1.0,
+        1.6,
+        f"class c: 0-9, null = {null_class_id}\nEmbedding({config.num_class_embeds}, {time_dim})",
+        "#fff2cc",
+        width=1.8,
+        height=0.9,
+    )
     box(middle, 0.3, "emb = time emb + class emb", "#fff2cc", width=3.4, height=0.5)
     arrow((middle - 1.0, 1.12), (middle - 0.6, 0.58))
     arrow((middle + 1.0, 1.12), (middle + 0.6, 0.58))
@@ -243,11 +297,13 @@ def draw_architecture(unet: UNet2DModel, null_class_id: int, path: Path):
         arrow((middle, 0.02), (x, rows[0] + 0.75), linestyle=":", color="#b45f06")
     ax.text(middle, -0.45, "emb enters every ResNet block", ha="center", fontsize=7, color="#b45f06")
     total = sum(p.numel() for p in unet.parameters())
-    ax.set_title(f"Conditional DDPM noise predictor: UNet2DModel, {total / 1e6:.2f}M parameters, "
-                 f"{forward_gflop(unet):.2f} GFLOP per image", fontsize=10)
+    ax.set_title(
+        f"Conditional DDPM noise predictor: UNet2DModel, {total / 1e6:.2f}M parameters, "
+        f"{forward_gflop(unet):.2f} GFLOP per image",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def draw_torchview(unet: UNet2DModel, path: Path) -> bool:
@@ -278,8 +334,12 @@ def parse_args(argv=None):
     parser.add_argument("--output_dir", default="docs/figures/cfg")
     parser.add_argument("--guidance", type=float, default=2.0, help="w of the 10x10 grid and reverse process")
     parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
-    parser.add_argument("--num_inference_steps", type=int, default=None,
-                        help="default: every trained step (400) for ddpm, 50 for ddim, 10 for dpm and unipc")
+    parser.add_argument(
+        "--num_inference_steps",
+        type=int,
+        default=None,
+        help="default: every trained step (400) for ddpm, 50 for ddim, 10 for dpm and unipc",
+    )
     parser.add_argument("--sweep_samples", type=int, default=3, help="samples per digit at each w of the sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -311,8 +371,13 @@ def main(args):
         guidance_sweep(pipe, folder, args.sweep_samples, steps, args.seed, label)
         (folder / "architecture.txt").write_text(architecture_text(pipe.unet, null_class_id))
         draw_architecture(pipe.unet, null_class_id, folder / "architecture.png")
-        written = ["grid_10x10.png", "reverse_process_0.png", "guidance_sweep.png", "architecture.txt",
-                   "architecture.png"]
+        written = [
+            "grid_10x10.png",
+            "reverse_process_0.png",
+            "guidance_sweep.png",
+            "architecture.txt",
+            "architecture.png",
+        ]
         if not args.skip_torchview and draw_torchview(pipe.unet, folder / "architecture_torchview.png"):
             written.append("architecture_torchview.png")
         return written, frames

@@ -62,7 +62,7 @@ def predict_folder(model: DANNModel, input_dir, batch_size: int = 512) -> list[t
     temperature = float(getattr(model.config, "temperature", 1.0))
     model.eval()
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
+        chunk = paths[start : start + batch_size]
         pixel_values = load_pixel_values(chunk, model.config.image_size).to(device)
         confidence, labels = (model(pixel_values).logits.float() / temperature).softmax(dim=1).max(dim=1)
         rows += [(path.name, int(label), float(conf)) for path, label, conf in zip(chunk, labels, confidence)]
@@ -90,8 +90,11 @@ def parse_args(argv=None):
     parser.add_argument("--pretrained", required=True, help="folder (or Hub id) written by training/train_dann.py")
     parser.add_argument("--input_dir", required=True, help="folder of PNG/JPEG digit images")
     parser.add_argument("--output_csv", required=True, help="where to write image_name,label")
-    parser.add_argument("--with_confidence", action="store_true",
-                        help="add a confidence column: top softmax probability at the model's fitted temperature")
+    parser.add_argument(
+        "--with_confidence",
+        action="store_true",
+        help="add a confidence column: top softmax probability at the model's fitted temperature",
+    )
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)

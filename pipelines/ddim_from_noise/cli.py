@@ -28,9 +28,7 @@ def parse_sample_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.ddim_from_noise", description="DDIM from given initial noises."
     )
-    parser.add_argument(
-        "--pretrained", required=True, help="UNet2DModel folder (or its pipeline folder) or Hub id"
-    )
+    parser.add_argument("--pretrained", required=True, help="UNet2DModel folder (or its pipeline folder) or Hub id")
     parser.add_argument("--noise_dir", required=True, help="folder of NN.pt initial noises")
     parser.add_argument("--output_dir", required=True, help="where NN.png is written for each NN.pt")
     parser.add_argument("--eta", type=float, default=0.0, help="0: deterministic DDIM, 1: DDPM variance")

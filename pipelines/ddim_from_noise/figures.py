@@ -13,19 +13,16 @@ writes, from the noises 00.pt .. 03.pt (and 00, 01 for the interpolations):
 import argparse
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from diffusers.utils import make_image_grid
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from diffusers.utils import make_image_grid  # noqa: E402
-
-from adapters.faces import load_face_noises  # noqa: E402
-from adapters.folders import check_output_dir, write_folder_atomically  # noqa: E402
-from pipelines.command_line import check_pretrained, run_command  # noqa: E402
-from pipelines.ddim_from_noise.interpolation import lerp, slerp  # noqa: E402
-from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline  # noqa: E402
+from adapters.faces import load_face_noises
+from adapters.folders import check_output_dir, write_folder_atomically
+from pipelines.command_line import check_pretrained, run_command
+from pipelines.ddim_from_noise.interpolation import lerp, slerp
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 
 ETAS = [round(0.1 * i, 1) for i in range(10)]
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -33,9 +30,7 @@ GRID_NOISES = ["00", "01", "02", "03"]
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="DDIM figures: eta grid, eta 0.5 twice, slerp and lerp rows."
-    )
+    parser = argparse.ArgumentParser(description="DDIM figures: eta grid, eta 0.5 twice, slerp and lerp rows.")
     parser.add_argument("--pretrained", required=True, help="UNet2DModel folder or Hub id")
     parser.add_argument("--noise_dir", required=True, help="folder with at least 00.pt .. 03.pt")
     parser.add_argument("--output_dir", required=True)
@@ -46,9 +41,7 @@ def parse_args(argv=None):
         help="default: the stored settings of a saved DDIMFromNoisePipeline, else course",
     )
     parser.add_argument("--num_inference_steps", type=int, default=50)
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the eta > 0 noise; the repeat uses seed + 1"
-    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the eta > 0 noise; the repeat uses seed + 1")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
@@ -68,7 +61,8 @@ def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path
     scale = max(1.0, 48 / height)  # show small images at a readable size
     fig_width = max(4.0, mosaic.shape[1] * scale / 100 + 1.4)
     fig_height = mosaic.shape[0] * scale / 100 + 1.2
-    fig, ax = plt.subplots(figsize=(fig_width, fig_height))
+    fig = Figure(figsize=(fig_width, fig_height))
+    ax = fig.subplots()
     ax.imshow(mosaic, vmin=0, vmax=255, interpolation="nearest")
     ax.set_xticks([c * width + width / 2 - 0.5 for c in range(len(rows[0]))], column_labels, fontsize=8)
     ax.set_yticks([r * height + height / 2 - 0.5 for r in range(len(rows))], row_labels, fontsize=8)
@@ -80,7 +74,6 @@ def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path
         spine.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, format="png", dpi=100)
-    plt.close(fig)
 
 
 def main(args) -> list:
@@ -102,17 +95,38 @@ def main(args) -> list:
     def write_figures(folder: Path) -> list[str]:
         # Every eta row uses the same seed, so rows differ only in eta.
         rows = [generate(grid_noise, eta, args.seed) for eta in ETAS]
-        save_grid(rows, [f"eta = {eta}" for eta in ETAS], column_labels, "initial noise", "eta",
-                  f"DDIM, eta from 0.0 to 0.9\n{about}", folder / "eta_grid.png")
+        save_grid(
+            rows,
+            [f"eta = {eta}" for eta in ETAS],
+            column_labels,
+            "initial noise",
+            "eta",
+            f"DDIM, eta from 0.0 to 0.9\n{about}",
+            folder / "eta_grid.png",
+        )
         rows = [generate(grid_noise, 0.5, args.seed), generate(grid_noise, 0.5, args.seed + 1)]
-        save_grid(rows, [f"seed {args.seed}", f"seed {args.seed + 1}"], column_labels, "initial noise",
-                  "eta = 0.5, two runs", f"DDIM at eta = 0.5, twice\n{about}", folder / "eta_0.5_twice.png")
+        save_grid(
+            rows,
+            [f"seed {args.seed}", f"seed {args.seed + 1}"],
+            column_labels,
+            "initial noise",
+            "eta = 0.5, two runs",
+            f"DDIM at eta = 0.5, twice\n{about}",
+            folder / "eta_0.5_twice.png",
+        )
         names = ["eta_grid.png", "eta_0.5_twice.png"]
         alphas = torch.tensor(ALPHAS)
         for name, interpolate in (("slerp", slerp), ("lerp", lerp)):
             row = generate(interpolate(noises["00"], noises["01"], alphas), 0.0, args.seed)
-            save_grid([row], [name], [f"{a}" for a in ALPHAS], "alpha (0: 00.pt, 1: 01.pt)", "",
-                      f"{name} from noise 00 to noise 01, eta = 0, {about}", folder / f"{name}.png")
+            save_grid(
+                [row],
+                [name],
+                [f"{a}" for a in ALPHAS],
+                "alpha (0: 00.pt, 1: 01.pt)",
+                "",
+                f"{name} from noise 00 to noise 01, eta = 0, {about}",
+                folder / f"{name}.png",
+            )
             names.append(f"{name}.png")
         return names
 

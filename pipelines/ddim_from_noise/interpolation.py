@@ -43,9 +43,7 @@ def _as_alphas(alpha: Alpha, device: torch.device) -> tuple[torch.Tensor, bool]:
     return alphas.reshape(-1).to(device), alphas.ndim == 1
 
 
-def _combine(
-    w0: torch.Tensor, w1: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, batched: bool
-) -> torch.Tensor:
+def _combine(w0: torch.Tensor, w1: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, batched: bool) -> torch.Tensor:
     shape = (-1,) + (1,) * x0.ndim
     out = w0.reshape(shape) * x0.double() + w1.reshape(shape) * x1.double()
     out = out.to(x0.dtype)

@@ -66,16 +66,12 @@ class DDIMPreset:
 
 PRESETS = {
     "course": DDIMPreset(
-        scheduler_config=dict(
-            timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True, clip_sample=False
-        ),
+        scheduler_config=dict(timestep_spacing="leading", steps_offset=0, set_alpha_to_one=True, clip_sample=False),
         image_normalization="minmax",
         float64_betas=True,
     ),
     "diffusers": DDIMPreset(
-        scheduler_config=dict(
-            timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=True
-        ),
+        scheduler_config=dict(timestep_spacing="leading", steps_offset=1, set_alpha_to_one=False, clip_sample=True),
         image_normalization="clamp",
         float64_betas=False,
     ),
@@ -248,8 +244,7 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             shape = tuple(x.shape)
             if len(shape) not in (3, 4) or shape[-3:] != expected:
                 raise ValueError(
-                    f"noise {i} has shape {shape}; the UNet expects [C, H, W] or [N, C, H, W] with "
-                    f"C, H, W = {expected}"
+                    f"noise {i} has shape {shape}; the UNet expects [C, H, W] or [N, C, H, W] with C, H, W = {expected}"
                 )
             if not torch.isfinite(x).all():
                 raise ValueError(f"noise {i} contains NaN or infinite values; initial noise is standard normal")
@@ -377,9 +372,7 @@ def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
 
 def _check_training_schedule(path: str, hub_kwargs: dict) -> None:
     """Warns if the checkpoint stores a scheduler trained on another noise schedule than the presets'."""
-    keep = {
-        k: hub_kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in hub_kwargs
-    }
+    keep = {k: hub_kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in hub_kwargs}
     try:
         stored = DDIMScheduler.load_config(path, subfolder="scheduler", **keep)
     except OSError:

@@ -30,7 +30,8 @@ def accuracy_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes
     totals = confusion.sum(dim=1)
     per_digit = {
         str(digit): {
-            "correct": int(correct[digit]), "total": int(totals[digit]),
+            "correct": int(correct[digit]),
+            "total": int(totals[digit]),
             "accuracy": float(correct[digit]) / int(totals[digit]),
         }
         for digit in range(num_classes)
@@ -86,8 +87,9 @@ def score_folder(model: DigitClassifier, folder: Path, pattern: str = "*.png", b
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default="hub_cards/mnistm-digit-classifier",
-                        help="DigitClassifier folder (save_pretrained)")
+    parser.add_argument(
+        "--pretrained", default="hub_cards/mnistm-digit-classifier", help="DigitClassifier folder (save_pretrained)"
+    )
     parser.add_argument("--images", required=True, help="folder of {digit}_*.png images")
     parser.add_argument("--pattern", default="*.png", help="which files in the folder to score")
     parser.add_argument("--json", default=None, help="also write the report (with misclassified files) here")

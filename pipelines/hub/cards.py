@@ -14,8 +14,12 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 # Hub ids of the digit datasets (adapters.digits.DIGIT_DATASETS). The LFW faces are scikit-image's 100 crops,
 # which have no Hub id: the face cards name them in words only.
-DATASET_IDS = {"mnistm": "Mike0307/MNIST-M", "usps": "flwrlabs/usps", "mnist": "ylecun/mnist",
-               "svhn": "ufldl-stanford/svhn"}
+DATASET_IDS = {
+    "mnistm": "Mike0307/MNIST-M",
+    "usps": "flwrlabs/usps",
+    "mnist": "ylecun/mnist",
+    "svhn": "ufldl-stanford/svhn",
+}
 
 USE_HEADING = "## Use"
 
@@ -36,8 +40,9 @@ def _block(code: str) -> str:
     return f"```python\n{code.strip()}\n```"
 
 
-def diffusion_usage_snippets(ref: str, pipeline_class: str = "ConditionalDDPMPipeline",
-                             num_inference_steps: int | None = None) -> tuple[str, str]:
+def diffusion_usage_snippets(
+    ref: str, pipeline_class: str = "ConditionalDDPMPipeline", num_inference_steps: int | None = None
+) -> tuple[str, str]:
     """(with this repository installed, with only diffusers) snippets for a diffusion folder or Hub id.
 
     `pipeline_class`: "ConditionalDDPMPipeline" (digits with classifier-free guidance) or "DDIMFromNoisePipeline"
@@ -108,8 +113,10 @@ pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)  # runs
 {load}
 """
     else:
-        raise ValueError(f"no usage snippet for {pipeline_class!r}; "
-                         "expected 'ConditionalDDPMPipeline', 'DDIMFromNoisePipeline' or 'DDPMPipeline'")
+        raise ValueError(
+            f"no usage snippet for {pipeline_class!r}; "
+            "expected 'ConditionalDDPMPipeline', 'DDIMFromNoisePipeline' or 'DDPMPipeline'"
+        )
     return _block(repo), _block(library)
 
 
@@ -156,34 +163,64 @@ def usage_section(repo_snippet: str, library_snippet: str, library: str, command
     if command:
         text += f"```bash\n{command}\n```\n\n"
     text += f"With this repository installed (`pip install -e .`):\n\n{repo_snippet}\n\n"
-    text += (f"With only `{library}` installed: the folder carries its code, which `trust_remote_code=True` "
-             f"runs (read it first):\n\n{library_snippet}\n")
+    text += (
+        f"With only `{library}` installed: the folder carries its code, which `trust_remote_code=True` "
+        f"runs (read it first):\n\n{library_snippet}\n"
+    )
     return text
 
 
-def card_data(*, library_name: str, pipeline_tag: str, datasets: list[str], model_name: str,
-              eval_results: list[EvalResult], tags: list[str], metrics: list[str]) -> ModelCardData:
+def card_data(
+    *,
+    library_name: str,
+    pipeline_tag: str,
+    datasets: list[str],
+    model_name: str,
+    eval_results: list[EvalResult],
+    tags: list[str],
+    metrics: list[str],
+) -> ModelCardData:
     """Card metadata; datasets must be Hub ids (owner/name)."""
     for dataset in datasets:
         if "/" not in dataset:
             raise ValueError(f"dataset {dataset!r} is not a Hub id (owner/name); see DATASET_IDS")
-    return ModelCardData(library_name=library_name, pipeline_tag=pipeline_tag, datasets=datasets or None,
-                         model_name=model_name, eval_results=eval_results, tags=tags, metrics=metrics)
+    return ModelCardData(
+        library_name=library_name,
+        pipeline_tag=pipeline_tag,
+        datasets=datasets or None,
+        model_name=model_name,
+        eval_results=eval_results,
+        tags=tags,
+        metrics=metrics,
+    )
 
 
 def accuracy_result(dataset: str, split: str, accuracy: float) -> EvalResult:
     """The image-classification accuracy measured on one split of a digit dataset ("mnistm", "usps", ...)."""
     hub_id = DATASET_IDS.get(dataset, dataset)
-    return EvalResult(task_type="image-classification", dataset_type=hub_id, dataset_name=f"{dataset} ({split})",
-                      dataset_split=split, metric_type="accuracy", metric_value=round(float(accuracy), 4))
+    return EvalResult(
+        task_type="image-classification",
+        dataset_type=hub_id,
+        dataset_name=f"{dataset} ({split})",
+        dataset_split=split,
+        metric_type="accuracy",
+        metric_value=round(float(accuracy), 4),
+    )
 
 
-def classifier_card_data(model_name: str, datasets: list[str], results: list[EvalResult],
-                         tags: list[str]) -> ModelCardData:
+def classifier_card_data(
+    model_name: str, datasets: list[str], results: list[EvalResult], tags: list[str]
+) -> ModelCardData:
     """Metadata of a digit classifier folder (a transformers model with its own code)."""
-    return card_data(library_name="transformers", pipeline_tag="image-classification",
-                     datasets=[DATASET_IDS[name] for name in datasets], model_name=model_name, eval_results=results,
-                     tags=["image-classification", "digits", "custom_code", *tags], metrics=["accuracy"])
+    return card_data(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        datasets=[DATASET_IDS[name] for name in datasets],
+        model_name=model_name,
+        eval_results=results,
+        tags=["image-classification", "digits", "custom_code", *tags],
+        metrics=["accuracy"],
+    )
 
 
 def build_card(data: ModelCardData, body: str) -> ModelCard:
@@ -200,7 +237,7 @@ def with_usage_section(body: str, section: str) -> str:
     first = re.search(r"^## ", body, flags=re.MULTILINE)
     if first is None:
         return body.rstrip() + "\n\n" + section
-    return body[:first.start()] + section.rstrip() + "\n\n" + body[first.start():]
+    return body[: first.start()] + section.rstrip() + "\n\n" + body[first.start() :]
 
 
 def refresh_card(folder: str | Path, data: ModelCardData, section: str) -> ModelCard:

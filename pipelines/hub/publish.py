@@ -29,8 +29,9 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 def _stays_local(relative: Path) -> bool:
     parts = relative.parts
-    return (any(part.startswith(".") or part == "__pycache__" for part in parts)
-            or any(part == "checkpoints" or part.startswith("checkpoint-") for part in parts[:-1]))
+    return any(part.startswith(".") or part == "__pycache__" for part in parts) or any(
+        part == "checkpoints" or part.startswith("checkpoint-") for part in parts[:-1]
+    )
 
 
 def files_to_upload(folder: str | Path) -> list[str]:
@@ -44,16 +45,22 @@ def files_to_upload(folder: str | Path) -> list[str]:
     card = ModelCard.load(readme)
     if not card.data.to_dict():
         raise ValueError(f"{readme} has no metadata block (---\\nlibrary_name: ...\\n---): not a model card")
-    files = sorted(path.relative_to(folder) for path in folder.rglob("*")
-                   if path.is_file() and not _stays_local(path.relative_to(folder)))
-    pickled = [str(path) for path in files
-               if path.suffix.lower() in PICKLE_SUFFIXES and not _is_one_tensor(folder / path)]
+    files = sorted(
+        path.relative_to(folder)
+        for path in folder.rglob("*")
+        if path.is_file() and not _stays_local(path.relative_to(folder))
+    )
+    pickled = [
+        str(path) for path in files if path.suffix.lower() in PICKLE_SUFFIXES and not _is_one_tensor(folder / path)
+    ]
     if pickled:
         raise ValueError(f"{folder} holds pickled weights ({', '.join(pickled[:5])}): save them as safetensors")
     stale = stale_code(folder)
     if stale:
-        raise ValueError(f"{folder}: code copies differ from the package ({', '.join(stale)}); "
-                         f"run python -m pipelines.hub.remote_code {folder}")
+        raise ValueError(
+            f"{folder}: code copies differ from the package ({', '.join(stale)}); "
+            f"run python -m pipelines.hub.remote_code {folder}"
+        )
     return [path.as_posix() for path in files]
 
 
@@ -77,8 +84,9 @@ def push(folder: Path, files: list[str], repo_id: str, private: bool, commit_mes
             raise ConnectionError(f"the Hub refused the push to {repo_id}: {_first_line(error)}") from error
         # offline mode, DNS, refused connection: OSError or the HTTP client's own error family
         if isinstance(error, OSError) or any(cls.__name__ == "HTTPError" for cls in type(error).__mro__):
-            raise ConnectionError(f"cannot reach the Hub to push {folder} to {repo_id}: {_first_line(error)}; "
-                                  "nothing was uploaded") from error
+            raise ConnectionError(
+                f"cannot reach the Hub to push {folder} to {repo_id}: {_first_line(error)}; nothing was uploaded"
+            ) from error
         raise
     return commit.commit_url
 

@@ -62,9 +62,12 @@ def declared_modules(folder: str | Path) -> list[str]:
 def stale_code(folder: str | Path) -> list[str]:
     """File names of the folder's declared code that are missing or differ from the package's source."""
     folder = Path(folder)
-    return [f"{module}.py" for module in declared_modules(folder)
-            if not (folder / f"{module}.py").is_file()
-            or (folder / f"{module}.py").read_bytes() != source_file(module).read_bytes()]
+    return [
+        f"{module}.py"
+        for module in declared_modules(folder)
+        if not (folder / f"{module}.py").is_file()
+        or (folder / f"{module}.py").read_bytes() != source_file(module).read_bytes()
+    ]
 
 
 def sync_code(folder: str | Path) -> list[str]:
@@ -111,8 +114,10 @@ def main(args) -> dict[str, list[str]]:
         stale = {folder: stale_code(folder) for folder in args.folders}
         stale = {folder: names for folder, names in stale.items() if names}
         if stale:
-            raise ValueError("stale code copies (run without --check to refresh): "
-                             + "; ".join(f"{folder}: {', '.join(names)}" for folder, names in stale.items()))
+            raise ValueError(
+                "stale code copies (run without --check to refresh): "
+                + "; ".join(f"{folder}: {', '.join(names)}" for folder, names in stale.items())
+            )
         print(f"code copies up to date in {len(args.folders)} folder(s)")
         return {}
     changed = {folder: sync_code(folder) for folder in args.folders}

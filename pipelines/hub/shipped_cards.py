@@ -58,21 +58,33 @@ def refresh_shipped_cards(root: Path, ref_root: str = "hub_cards") -> dict[str, 
     name = "dann-mnistm-usps"
     metrics = json.loads((root / name / "metrics.json").read_text())
     source, target = metrics["source"], metrics["target"]
-    data = classifier_card_data(f"{name}", [source, target],
-                                [accuracy_result(target, "validation", metrics["target_val_accuracy"])],
-                                tags=["domain-adaptation", "dann", source, target])
-    section = usage_section(*classifier_usage_snippets(f"{ref_root}/{name}", "DANNModel"), "transformers",
-                            command=f"python -m pipelines.dann --pretrained {ref_root}/{name} --input_dir DIGITS/ "
-                                    "--output_csv pred.csv")
+    data = classifier_card_data(
+        f"{name}",
+        [source, target],
+        [accuracy_result(target, "validation", metrics["target_val_accuracy"])],
+        tags=["domain-adaptation", "dann", source, target],
+    )
+    section = usage_section(
+        *classifier_usage_snippets(f"{ref_root}/{name}", "DANNModel"),
+        "transformers",
+        command=f"python -m pipelines.dann --pretrained {ref_root}/{name} --input_dir DIGITS/ --output_csv pred.csv",
+    )
     refresh_card(root / name, data, section)
     written[name] = root / name / "README.md"
 
     name = "mnistm-digit-classifier"
     report = json.loads((root / name / "eval_results.json").read_text())
-    data = classifier_card_data(name, ["mnistm"], [accuracy_result("mnistm", report["split"], report["accuracy"])],
-                                tags=["mnistm", "guided-diffusion-da"])
-    section = usage_section(*classifier_usage_snippets(f"{ref_root}/{name}", "DigitClassifier"), "transformers",
-                            command=f"python -m pipelines.digit_classifier --pretrained {ref_root}/{name} --images DIR")
+    data = classifier_card_data(
+        name,
+        ["mnistm"],
+        [accuracy_result("mnistm", report["split"], report["accuracy"])],
+        tags=["mnistm", "guided-diffusion-da"],
+    )
+    section = usage_section(
+        *classifier_usage_snippets(f"{ref_root}/{name}", "DigitClassifier"),
+        "transformers",
+        command=f"python -m pipelines.digit_classifier --pretrained {ref_root}/{name} --images DIR",
+    )
     refresh_card(root / name, data, section)
     written[name] = root / name / "README.md"
 
@@ -81,19 +93,41 @@ def refresh_shipped_cards(root: Path, ref_root: str = "hub_cards") -> dict[str, 
     task = "unconditional-image-generation"
     faces = "LFW, the 100 grey 25x25 crops shipped with scikit-image (no Hub id)"
     results = [
-        EvalResult(task_type=task, dataset_type="lfw", dataset_name=faces, dataset_split="train", metric_type="loss",
-                   metric_name="final training loss (noise MSE)", metric_value=FACES_FINAL_TRAINING_LOSS),
-        EvalResult(task_type=task, dataset_type="lfw", dataset_name=faces, metric_type="mse",
-                   metric_name="MSE (0-255) of DDIM from noise/ against GT/", metric_value=round(mse, 4)),
+        EvalResult(
+            task_type=task,
+            dataset_type="lfw",
+            dataset_name=faces,
+            dataset_split="train",
+            metric_type="loss",
+            metric_name="final training loss (noise MSE)",
+            metric_value=FACES_FINAL_TRAINING_LOSS,
+        ),
+        EvalResult(
+            task_type=task,
+            dataset_type="lfw",
+            dataset_name=faces,
+            metric_type="mse",
+            metric_name="MSE (0-255) of DDIM from noise/ against GT/",
+            metric_value=round(mse, 4),
+        ),
     ]
-    data = card_data(library_name="diffusers", pipeline_tag=task, datasets=[], model_name=name,
-                     eval_results=results, metrics=["loss", "mse"],
-                     tags=["diffusers", "ddpm", "ddim", task, "faces", "custom_code"])
-    command = (f"python -m pipelines.ddim_from_noise --pretrained {ref_root}/{name} "
-               f"--noise_dir {ref_root}/{name}/noise --output_dir out\n"
-               f"python -m pipelines.ddim_from_noise score --pred out --gt {ref_root}/{name}/GT")
-    section = usage_section(*diffusion_usage_snippets(f"{ref_root}/{name}", "DDIMFromNoisePipeline"), "diffusers",
-                            command=command)
+    data = card_data(
+        library_name="diffusers",
+        pipeline_tag=task,
+        datasets=[],
+        model_name=name,
+        eval_results=results,
+        metrics=["loss", "mse"],
+        tags=["diffusers", "ddpm", "ddim", task, "faces", "custom_code"],
+    )
+    command = (
+        f"python -m pipelines.ddim_from_noise --pretrained {ref_root}/{name} "
+        f"--noise_dir {ref_root}/{name}/noise --output_dir out\n"
+        f"python -m pipelines.ddim_from_noise score --pred out --gt {ref_root}/{name}/GT"
+    )
+    section = usage_section(
+        *diffusion_usage_snippets(f"{ref_root}/{name}", "DDIMFromNoisePipeline"), "diffusers", command=command
+    )
     refresh_card(root / name, data, section)
     written[name] = root / name / "README.md"
     return written

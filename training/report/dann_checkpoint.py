@@ -33,12 +33,12 @@ from training.dann_evaluation import (
 
 def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    own = argv[:argv.index("--")] if "--" in argv else argv
+    own = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pretrained", required=True)
     parser.add_argument("--output_json", default=None)
     args, rest = parser.parse_known_args(own)
-    args.train = parse_train_args(rest + (argv[argv.index("--") + 1:] if "--" in argv else []))
+    args.train = parse_train_args(rest + (argv[argv.index("--") + 1 :] if "--" in argv else []))
     return args
 
 
@@ -60,10 +60,12 @@ def main(args) -> dict:
         "target_val_accuracy": (logits.argmax(1) == target.val_labels).float().mean().item(),
         "stored_temperature": float(model.config.temperature),
         "target_val_ece_at_stored_temperature": expected_calibration_error(
-            (logits / model.config.temperature).softmax(1), target.val_labels),
+            (logits / model.config.temperature).softmax(1), target.val_labels
+        ),
         "fitted_temperature_on_source_validation": temperature,
-        "target_val_ece_at_fitted_temperature": expected_calibration_error((logits / temperature).softmax(1),
-                                                                           target.val_labels),
+        "target_val_ece_at_fitted_temperature": expected_calibration_error(
+            (logits / temperature).softmax(1), target.val_labels
+        ),
     }
     if train.target_dir:
         images, labels = validation_resized(train.target, train.target_dir, "nearest")

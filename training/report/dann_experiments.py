@@ -29,7 +29,9 @@ import statistics
 import sys
 from pathlib import Path
 
+import matplotlib
 import torch
+from matplotlib.figure import Figure
 
 from adapters import DIGIT_DATASETS, to_model_range
 from pipelines.command_line import run_command
@@ -39,15 +41,20 @@ from training.dann_data import load_splits, random_affine
 
 # The report's rows (training/report/markdown.py prints these three); ROWS adds the methods beyond it.
 MODE_ROWS = {"source_only": "trained on source", "dann": "DANN", "target_only": "trained on target"}
-ROWS = {"source_only": "trained on source", "dann": "DANN", "mean_teacher": "mean teacher (pseudo-labels)",
-        "vada": "VADA (DANN + entropy + VAT)", "target_only": "trained on target"}
+ROWS = {
+    "source_only": "trained on source",
+    "dann": "DANN",
+    "mean_teacher": "mean teacher (pseudo-labels)",
+    "vada": "VADA (DANN + entropy + VAT)",
+    "target_only": "trained on target",
+}
 DISPLAY = {"mnistm": "MNIST-M", "usps": "USPS", "svhn": "SVHN", "mnist": "MNIST"}
 
 
 def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    train_argv = argv[argv.index("--") + 1:] if "--" in argv else []
-    own_argv = argv[:argv.index("--")] if "--" in argv else argv
+    train_argv = argv[argv.index("--") + 1 :] if "--" in argv else []
+    own_argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description="DANN experiments: the modes over seeds, accuracy table, t-SNE.")
     parser.add_argument("--source", default="mnistm", choices=sorted(DIGIT_DATASETS))
     parser.add_argument("--target", default="usps", choices=sorted(DIGIT_DATASETS))
@@ -58,11 +65,16 @@ def parse_args(argv=None):
     parser.add_argument("--figures_dir", default="runs/dann/figures")
     parser.add_argument("--retrain", action="store_true", help="train even when a finished run exists")
     parser.add_argument("--no_train", action="store_true", help="only collect finished runs; train nothing")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="training seeds, one run each per mode (default: --seed)")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="training seeds, one run each per mode (default: --seed)"
+    )
     parser.add_argument("--tsne_per_domain", type=int, default=600, help="validation images per domain in the t-SNE")
-    parser.add_argument("--source_zoom", type=float, default=1.0,
-                        help="zoom the source validation images in the t-SNE (the centre of a training --aug_scale)")
+    parser.add_argument(
+        "--source_zoom",
+        type=float,
+        default=1.0,
+        help="zoom the source validation images in the t-SNE (the centre of a training --aug_scale)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="t-SNE sampling seed, and the training seed by default")
     args = parser.parse_args(own_argv)
     if args.retrain and args.no_train:
@@ -85,8 +97,18 @@ def run_or_read(args, mode: str, seed: int) -> dict | None:
             return None
         if args.retrain:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        common = ["--source", args.source, "--target", args.target, "--mode", mode, "--output_dir", str(run_dir),
-                  "--seed", str(seed)]
+        common = [
+            "--source",
+            args.source,
+            "--target",
+            args.target,
+            "--mode",
+            mode,
+            "--output_dir",
+            str(run_dir),
+            "--seed",
+            str(seed),
+        ]
         for flag, value in (("--source_dir", args.source_dir), ("--target_dir", args.target_dir)):
             if value:
                 common += [flag, value]
@@ -97,17 +119,29 @@ def run_or_read(args, mode: str, seed: int) -> dict | None:
     return metrics
 
 
-REPORTED = ("target_val_accuracy", "target_val_accuracy_before_adapt_bn", "target_val_accuracy_nearest_resize",
-            "target_val_ece", "target_val_ece_calibrated", "source_val_accuracy", "wall_time_s")
+REPORTED = (
+    "target_val_accuracy",
+    "target_val_accuracy_before_adapt_bn",
+    "target_val_accuracy_nearest_resize",
+    "target_val_ece",
+    "target_val_ece_calibrated",
+    "source_val_accuracy",
+    "wall_time_s",
+)
 
 
 def mode_summary(runs: dict[int, dict]) -> dict:
     """Every seed's numbers, and mean / sample std of each over the seeds that finished."""
     first = next(iter(runs.values()))
-    summary = {"seeds": sorted(runs), "architecture": first["architecture"],
-               "target_val_note": first["target_val_note"], "steps": first.get("steps"),
-               "batch_size": first.get("batch_size"), "run_dirs": [runs[k]["run_dir"] for k in sorted(runs)],
-               "per_seed": {str(k): {key: runs[k][key] for key in REPORTED if key in runs[k]} for k in sorted(runs)}}
+    summary = {
+        "seeds": sorted(runs),
+        "architecture": first["architecture"],
+        "target_val_note": first["target_val_note"],
+        "steps": first.get("steps"),
+        "batch_size": first.get("batch_size"),
+        "run_dirs": [runs[k]["run_dir"] for k in sorted(runs)],
+        "per_seed": {str(k): {key: runs[k][key] for key in REPORTED if key in runs[k]} for k in sorted(runs)},
+    }
     for key in REPORTED:
         values = [runs[k][key] for k in sorted(runs) if key in runs[k]]
         if values:
@@ -116,9 +150,11 @@ def mode_summary(runs: dict[int, dict]) -> dict:
             summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return summary
 
+
 @torch.no_grad()
-def domain_features(model: DANNModel, images_u8: torch.Tensor, count: int, seed: int, own_statistics: bool,
-                    zoom: float = 1.0):
+def domain_features(
+    model: DANNModel, images_u8: torch.Tensor, count: int, seed: int, own_statistics: bool, zoom: float = 1.0
+):
     """Features of `count` randomly chosen images (fixed seed), and which rows were chosen.
 
     own_statistics: normalise with this domain's batch statistics instead of the stored ones. A model whose
@@ -146,8 +182,9 @@ def embed(args, run_dir: str, source, target):
     model = DANNModel.from_pretrained(run_dir)
     # a model whose BatchNorm was re-estimated on the target normalises each domain by its own statistics
     own_statistics = "target_val_accuracy_before_adapt_bn" in json.loads(Path(run_dir, "metrics.json").read_text())
-    src_feat, src_rows = domain_features(model, source.val_images, args.tsne_per_domain, args.seed, own_statistics,
-                                         args.source_zoom)
+    src_feat, src_rows = domain_features(
+        model, source.val_images, args.tsne_per_domain, args.seed, own_statistics, args.source_zoom
+    )
     tgt_feat, tgt_rows = domain_features(model, target.val_images, args.tsne_per_domain, args.seed, own_statistics)
     features = torch.cat([src_feat, tgt_feat]).numpy()
     digits = torch.cat([source.val_labels[src_rows], target.val_labels[tgt_rows]]).numpy()
@@ -159,10 +196,6 @@ def embed(args, run_dir: str, source, target):
 
 def tsne_figures(args, first_runs: dict[str, dict], figures_dir: Path) -> list[Path]:
     """One figure per colouring (digit, domain), one panel per mode, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     source = load_splits(args.source, args.source_dir)
     target = load_splits(args.target, args.target_dir)
@@ -171,16 +204,24 @@ def tsne_figures(args, first_runs: dict[str, dict], figures_dir: Path) -> list[P
     zoomed = f", zoomed x{args.source_zoom:g}" if args.source_zoom != 1.0 else ""
     paths = []
     for kind in ("digit", "domain"):
-        legend = ([str(d) for d in range(10)] if kind == "digit"
-                  else [f"{names[0]} (source{zoomed})", f"{names[1]} (target)"])
-        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5.4), squeeze=False)
-        cmap = plt.get_cmap("tab10")
+        legend = (
+            [str(d) for d in range(10)] if kind == "digit" else [f"{names[0]} (source{zoomed})", f"{names[1]} (target)"]
+        )
+        fig = Figure(figsize=(5 * len(panels), 5.4))
+        axes = fig.subplots(1, len(panels), squeeze=False)
+        cmap = matplotlib.colormaps["tab10"]
         for ax, (mode, (embedded, digits, domains)) in zip(axes[0], panels.items()):
             colours = digits if kind == "digit" else domains
             for value, label in enumerate(legend):
                 mask = [c == value for c in colours]
-                ax.scatter(embedded[mask, 0], embedded[mask, 1], s=5, alpha=0.7, label=label,
-                           color=cmap(value if kind == "digit" else 3 * value))
+                ax.scatter(
+                    embedded[mask, 0],
+                    embedded[mask, 1],
+                    s=5,
+                    alpha=0.7,
+                    label=label,
+                    color=cmap(value if kind == "digit" else 3 * value),
+                )
             seed = first_runs[mode]["run_dir"].rsplit("-seed", 1)[-1]
             ax.set_title(f"{ROWS[mode]} (seed {seed})", fontsize=10)
             ax.set_xticks([])
@@ -191,7 +232,6 @@ def tsne_figures(args, first_runs: dict[str, dict], figures_dir: Path) -> list[P
         path = figures_dir / f"{args.source}-{args.target}-tsne-{kind}.png"
         temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
         fig.savefig(temporary, dpi=90)
-        plt.close(fig)
         os.replace(temporary, path)
         paths.append(path)
     return paths
@@ -208,16 +248,21 @@ def _pm(mode: dict, key: str, digits: int = 4) -> str:
 
 def scenario_table(summary: dict) -> str:
     """One scenario, one row per mode: mean ± std over the seeds that finished, and the budget."""
-    lines = ["| | target val accuracy | before AdaBN | nearest-resized target | target ECE (calibrated) "
-             "| seeds | steps x batch | wall time per run (s) |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| | target val accuracy | before AdaBN | nearest-resized target | target ECE (calibrated) "
+        "| seeds | steps x batch | wall time per run (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for mode, row in ROWS.items():
         if mode not in summary["modes"]:
             continue
         m = summary["modes"][mode]
-        lines.append(f"| {row} | {_pm(m, 'target_val_accuracy')} | {_pm(m, 'target_val_accuracy_before_adapt_bn')} "
-                     f"| {_pm(m, 'target_val_accuracy_nearest_resize')} | {_pm(m, 'target_val_ece_calibrated', 3)} "
-                     f"| {', '.join(map(str, m['seeds']))} | {m['steps']} x {m['batch_size']} "
-                     f"| {_pm(m, 'wall_time_s', 0)} |")
+        lines.append(
+            f"| {row} | {_pm(m, 'target_val_accuracy')} | {_pm(m, 'target_val_accuracy_before_adapt_bn')} "
+            f"| {_pm(m, 'target_val_accuracy_nearest_resize')} | {_pm(m, 'target_val_ece_calibrated', 3)} "
+            f"| {', '.join(map(str, m['seeds']))} | {m['steps']} x {m['batch_size']} "
+            f"| {_pm(m, 'wall_time_s', 0)} |"
+        )
     missing = summary.get("not_finished", [])
     if missing:
         lines.append("")
@@ -241,8 +286,7 @@ def write_tables(figures_dir: Path) -> str:
         data = json.loads(file.read_text()) if file.name != "accuracy.json" else {}
         if "modes" in data:  # a scenario summary, not e.g. a run's metrics copied beside it
             scenarios[file.stem] = data
-    header = "| | " + " | ".join(
-        f"{DISPLAY[s['source']]} → {DISPLAY[s['target']]}" for s in scenarios.values()) + " |"
+    header = "| | " + " | ".join(f"{DISPLAY[s['source']]} → {DISPLAY[s['target']]}" for s in scenarios.values()) + " |"
     lines = [header, "|---" * (len(scenarios) + 1) + "|"]
     for mode, row_name in ROWS.items():
         if not any(mode in s["modes"] for s in scenarios.values()):
@@ -257,8 +301,13 @@ def write_tables(figures_dir: Path) -> str:
 
 def main(args):
     figures_dir = Path(args.figures_dir)
-    summary = {"source": args.source, "target": args.target, "train_args": args.train_argv, "modes": {},
-               "not_finished": []}
+    summary = {
+        "source": args.source,
+        "target": args.target,
+        "train_args": args.train_argv,
+        "modes": {},
+        "not_finished": [],
+    }
     first_runs = {}
     for mode in args.modes:
         runs = {}

@@ -124,8 +124,15 @@ def train_cfg_stage(args, out: Path) -> dict:
     from training import train_cfg
 
     # "latest" continues an interrupted run from its newest checkpoint-N (and starts afresh when there is none).
-    train_argv = ["--output_dir", _cfg_checkpoint(args), "--train_data", args.mnistm, "--resume_from_checkpoint",
-                  "latest", *args.cfg_train_args.split()]
+    train_argv = [
+        "--output_dir",
+        _cfg_checkpoint(args),
+        "--train_data",
+        args.mnistm,
+        "--resume_from_checkpoint",
+        "latest",
+        *args.cfg_train_args.split(),
+    ]
     train_cfg.main(train_cfg.parse_args(train_argv))
     return {"checkpoint": _cfg_checkpoint(args)}
 
@@ -136,12 +143,18 @@ def cfg_figures_stage(args, out: Path) -> dict:
     cfg_figures.main(
         cfg_figures.parse_args(
             [
-                "--pretrained", _cfg_checkpoint(args),
-                "--output_dir", str(out),
-                "--scheduler", args.cfg_scheduler,
-                "--num_inference_steps", str(args.cfg_steps),
-                "--sweep_samples", str(args.sweep_samples),
-                "--device", args.device,
+                "--pretrained",
+                _cfg_checkpoint(args),
+                "--output_dir",
+                str(out),
+                "--scheduler",
+                args.cfg_scheduler,
+                "--num_inference_steps",
+                str(args.cfg_steps),
+                "--sweep_samples",
+                str(args.sweep_samples),
+                "--device",
+                args.device,
                 "--skip_torchview",
             ]
         )
@@ -159,18 +172,25 @@ def cfg_accuracy_stage(args, out: Path) -> dict:
     conditional_ddpm.main(
         conditional_ddpm.parse_args(
             [
-                "--pretrained", _cfg_checkpoint(args),
-                "--output_dir", str(images),
-                "--scheduler", args.cfg_scheduler,
-                "--num_inference_steps", str(args.cfg_steps),
-                "--images_per_digit", str(args.images_per_digit),
-                "--device", args.device,
+                "--pretrained",
+                _cfg_checkpoint(args),
+                "--output_dir",
+                str(images),
+                "--scheduler",
+                args.cfg_scheduler,
+                "--num_inference_steps",
+                str(args.cfg_steps),
+                "--images_per_digit",
+                str(args.images_per_digit),
+                "--device",
+                args.device,
             ]
         )
     )
     report = score_digits.main(
-        score_digits.parse_args(["--pretrained", args.classifier, "--images", str(images), "--json",
-                                 str(out / "digit_accuracy.json")])
+        score_digits.parse_args(
+            ["--pretrained", args.classifier, "--images", str(images), "--json", str(out / "digit_accuracy.json")]
+        )
     )
     return {"accuracy": report["accuracy"], "per_digit": report.get("per_digit"), "images": report["total"]}
 
@@ -181,11 +201,16 @@ def ddim_figures_stage(args, out: Path) -> dict:
     ddim_figures.main(
         ddim_figures.parse_args(
             [
-                "--pretrained", args.faces_pretrained,
-                "--noise_dir", args.noise_dir,
-                "--output_dir", str(out),
-                "--num_inference_steps", str(args.ddim_steps),
-                "--device", args.device,
+                "--pretrained",
+                args.faces_pretrained,
+                "--noise_dir",
+                args.noise_dir,
+                "--output_dir",
+                str(out),
+                "--num_inference_steps",
+                str(args.ddim_steps),
+                "--device",
+                args.device,
             ]
         )
     )
@@ -199,12 +224,18 @@ def ddim_mse_stage(args, out: Path) -> dict:
     predictions = args.output_dir / "work" / "ddim_pred"
     ddim.main(
         [
-            "--pretrained", args.faces_pretrained,
-            "--noise_dir", args.noise_dir,
-            "--output_dir", str(predictions),
-            "--num_inference_steps", str(args.ddim_steps),
-            "--preset", "course",
-            "--device", args.device,
+            "--pretrained",
+            args.faces_pretrained,
+            "--noise_dir",
+            args.noise_dir,
+            "--output_dir",
+            str(predictions),
+            "--num_inference_steps",
+            str(args.ddim_steps),
+            "--preset",
+            "course",
+            "--device",
+            args.device,
             "--overwrite",  # the predictions of an earlier run are replaced whole
         ]
     )
@@ -237,9 +268,12 @@ def shipped_accuracy(folder: Path, target: str, target_dir) -> float:
 
 
 def dann_settings(args, source_dir, target_dir) -> dict:
-    return {"source_dir": source_dir or "embedded subset", "target_dir": target_dir or "embedded subset",
-            "train_args": args.dann_train_args,
-            "tsne_per_domain": args.tsne_per_domain}
+    return {
+        "source_dir": source_dir or "embedded subset",
+        "target_dir": target_dir or "embedded subset",
+        "train_args": args.dann_train_args,
+        "tsne_per_domain": args.tsne_per_domain,
+    }
 
 
 def dann_stage(source: str, target: str, source_dir, target_dir) -> Callable:
@@ -250,8 +284,18 @@ def dann_stage(source: str, target: str, source_dir, target_dir) -> Callable:
         # a stage with new settings never reads runs trained with the old ones.
         key = hashlib.sha1(json.dumps(dann_settings(args, source_dir, target_dir), sort_keys=True).encode())
         runs_dir = args.output_dir / "work" / "dann" / key.hexdigest()[:12]
-        argv = ["--source", source, "--target", target, "--runs_dir", str(runs_dir),
-                "--figures_dir", str(out), "--tsne_per_domain", str(args.tsne_per_domain)]
+        argv = [
+            "--source",
+            source,
+            "--target",
+            target,
+            "--runs_dir",
+            str(runs_dir),
+            "--figures_dir",
+            str(out),
+            "--tsne_per_domain",
+            str(args.tsne_per_domain),
+        ]
         if source_dir:
             argv += ["--source_dir", source_dir]
         if target_dir:
@@ -275,23 +319,45 @@ def build_stages(args) -> list[Stage]:
     faces = {"checkpoint": args.faces_pretrained, "noise_dir": args.noise_dir, "steps": args.ddim_steps}
     stages = []
     if args.cfg_train_args:
-        stages.append(Stage("cfg_train", "training the conditional DDPM", train_cfg_stage,
-                            lambda a: {"data": a.mnistm, "train_args": a.cfg_train_args}))
+        stages.append(
+            Stage(
+                "cfg_train",
+                "training the conditional DDPM",
+                train_cfg_stage,
+                lambda a: {"data": a.mnistm, "train_args": a.cfg_train_args},
+            )
+        )
     stages += [
-        Stage("cfg_figures", "digit grid, reverse process, guidance sweep, architecture", cfg_figures_stage,
-              lambda a: {**common, **cfg, "sweep_samples": a.sweep_samples}),
-        Stage("cfg_accuracy", "1000 digits scored by the classifier", cfg_accuracy_stage,
-              lambda a: {**common, **cfg, "images_per_digit": a.images_per_digit, "classifier": a.classifier}),
-        Stage("ddim_figures", "eta grid, eta 0.5 twice, slerp and lerp", ddim_figures_stage,
-              lambda a: {**common, **faces}),
-        Stage("ddim_mse", "DDIM MSE against ground truth", ddim_mse_stage,
-              lambda a: {**common, **faces, "gt_dir": a.gt_dir}),
+        Stage(
+            "cfg_figures",
+            "digit grid, reverse process, guidance sweep, architecture",
+            cfg_figures_stage,
+            lambda a: {**common, **cfg, "sweep_samples": a.sweep_samples},
+        ),
+        Stage(
+            "cfg_accuracy",
+            "1000 digits scored by the classifier",
+            cfg_accuracy_stage,
+            lambda a: {**common, **cfg, "images_per_digit": a.images_per_digit, "classifier": a.classifier},
+        ),
+        Stage(
+            "ddim_figures", "eta grid, eta 0.5 twice, slerp and lerp", ddim_figures_stage, lambda a: {**common, **faces}
+        ),
+        Stage(
+            "ddim_mse",
+            "DDIM MSE against ground truth",
+            ddim_mse_stage,
+            lambda a: {**common, **faces, "gt_dir": a.gt_dir},
+        ),
     ]
     for source, target, source_dir, target_dir in dann_scenarios(args):
         stages.append(
-            Stage(f"dann_{source}_{target}", f"DANN {source} -> {target}: three modes, t-SNE",
-                  dann_stage(source, target, source_dir, target_dir),
-                  lambda a, s=source_dir, t=target_dir: dann_settings(a, s, t))
+            Stage(
+                f"dann_{source}_{target}",
+                f"DANN {source} -> {target}: three modes, t-SNE",
+                dann_stage(source, target, source_dir, target_dir),
+                lambda a, s=source_dir, t=target_dir: dann_settings(a, s, t),
+            )
         )
     return stages
 
