@@ -22,7 +22,12 @@ from adapters.faces import (
     read_face_image,
     save_face_noises,
 )
-from adapters.folders import check_output_dir, write_folder_atomically
+from adapters.folders import (
+    check_output_dir,
+    write_file_atomically,
+    write_folder_atomically,
+    write_text_atomically,
+)
 
 __all__ = [
     "DIGIT_DATASETS",
@@ -44,5 +49,7 @@ __all__ = [
     "read_face_image",
     "save_face_noises",
     "check_output_dir",
+    "write_file_atomically",
     "write_folder_atomically",
+    "write_text_atomically",
 ]

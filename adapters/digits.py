@@ -37,6 +37,7 @@ from adapters.digit_sources import (
     read_usps_h5,
     standardise,
 )
+from adapters.folders import write_file_atomically
 
 EMBEDDED_ROOT = Path(__file__).resolve().parents[1] / "hub_cards"
 
@@ -263,7 +264,6 @@ def decode_digits(
     labels_t = torch.from_numpy(labels)
     if cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_suffix(f".tmp{os.getpid()}")
-        save_file({"images": images_t, "labels": labels_t}, str(temporary))
-        os.replace(temporary, cache_file)
+        tensors = {"images": images_t, "labels": labels_t}
+        write_file_atomically(cache_file, lambda temporary: save_file(tensors, str(temporary)))
     return images_t, labels_t

@@ -16,6 +16,7 @@ import PIL.Image
 import torch
 
 from adapters.digit_sources import check_parquet_files, load_parquet
+from adapters.folders import write_file_atomically
 
 PathLike = str | os.PathLike
 
@@ -110,9 +111,7 @@ def save_face_noises(
     for i in range(num_noises):
         name = f"{i:0{width}d}"
         noise = torch.randn((1, *shape), generator=generator, dtype=torch.float32)
-        tmp = folder / f".{name}.pt.tmp"
-        torch.save(noise, tmp)
-        os.replace(tmp, folder / f"{name}.pt")
+        write_file_atomically(folder / f"{name}.pt", lambda temporary, noise=noise: torch.save(noise, temporary))
         noises[name] = noise[0]
     return noises
 

@@ -24,6 +24,31 @@ def check_output_dir(output_dir: os.PathLike, overwrite: bool) -> Path:
     return output_dir
 
 
+def write_file_atomically(path: os.PathLike, write: Callable[[Path], object]):
+    """Run `write(temporary)` on a hidden file beside `path`, then rename it to `path`; returns what `write` returned.
+
+    The temporary name keeps `path`'s suffix (savefig and torch.save pick the format from it), and it is
+    removed if `write` raises, so `path` is either the old file or the whole new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        result = write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return result
+
+
+def write_text_atomically(path: os.PathLike, text: str) -> None:
+    """`path.write_text(text)`, all or nothing."""
+    write_file_atomically(path, lambda temporary: temporary.write_text(text))
+
+
 def write_folder_atomically(output_dir: os.PathLike, write: Callable[[Path], object]):
     """Run `write(staging)`, then replace `output_dir` by `staging` whole; returns what `write` returned.
 

@@ -18,6 +18,7 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from PIL import Image
 
+from adapters.folders import write_file_atomically
 from pipelines.hub.cards import diffusion_usage_snippets, usage_section
 
 MNISTM_HUB_ID = "Mike0307/MNIST-M"
@@ -270,9 +271,7 @@ def write_grid(folder: Path, steps: int) -> Path:
 
 def write_card(folder: Path, card: ModelCard) -> None:
     """Write README.md through a temporary file, so an interrupted write never leaves half a card."""
-    temporary = Path(folder) / ".README.md.tmp"
-    card.save(temporary)
-    temporary.replace(Path(folder) / "README.md")
+    write_file_atomically(Path(folder) / "README.md", lambda temporary: card.save(temporary))
 
 
 def parse_args(argv=None):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from adapters import digit_pixel_values, read_image_file
+from adapters.folders import write_file_atomically
 from pipelines.command_line import check_pretrained, run_command
 from pipelines.dann.modeling_dann import DANNModel
 
@@ -71,18 +72,18 @@ def predict_folder(model: DANNModel, input_dir, batch_size: int = 512) -> list[t
 
 def write_predictions(rows: list[tuple[str, int, float]], output_csv, with_confidence: bool = False) -> None:
     """CSV with header image_name,label (and confidence), written to a temporary file then moved into place."""
-    output_csv = Path(output_csv)
-    output_csv.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output_csv.with_name(f".{output_csv.name}.tmp{os.getpid()}")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        if with_confidence:
-            writer.writerow(["image_name", "label", "confidence"])
-            writer.writerows((name, label, f"{confidence:.4f}") for name, label, confidence in rows)
-        else:
-            writer.writerow(["image_name", "label"])
-            writer.writerows((name, label) for name, label, _ in rows)
-    os.replace(temporary, output_csv)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            if with_confidence:
+                writer.writerow(["image_name", "label", "confidence"])
+                writer.writerows((name, label, f"{confidence:.4f}") for name, label, confidence in rows)
+            else:
+                writer.writerow(["image_name", "label"])
+                writer.writerows((name, label) for name, label, _ in rows)
+
+    write_file_atomically(output_csv, write)
 
 
 def parse_args(argv=None):

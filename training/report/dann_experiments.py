@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -34,6 +33,7 @@ import torch
 from matplotlib.figure import Figure
 
 from adapters import DIGIT_DATASETS, to_model_range
+from adapters.folders import write_file_atomically
 from pipelines.command_line import run_command
 from pipelines.dann.modeling_dann import DANNModel
 from training import train_dann
@@ -230,9 +230,7 @@ def tsne_figures(args, first_runs: dict[str, dict], figures_dir: Path) -> list[P
         fig.suptitle(f"t-SNE of the features, {names[0]} -> {names[1]} validation images, coloured by {kind}")
         fig.tight_layout()
         path = figures_dir / f"{args.source}-{args.target}-tsne-{kind}.png"
-        temporary = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-        fig.savefig(temporary, dpi=90)
-        os.replace(temporary, path)
+        write_file_atomically(path, lambda temporary, fig=fig: fig.savefig(temporary, dpi=90))
         paths.append(path)
     return paths
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import os
 from pathlib import Path
 
+from adapters.folders import write_text_atomically
 from training.report.dann_experiments import DISPLAY, MODE_ROWS
 
 # The course report's own numbers (REFERENCE.md), shown beside ours.
@@ -173,7 +173,5 @@ def write_report(args, records: dict) -> Path:
     ]
     lines += _cfg_section(records, out) + _ddim_section(records) + _dann_section(records)
     path = out / "report.md"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text("\n".join(lines) + "\n")
-    os.replace(temporary, path)
+    write_text_atomically(path, "\n".join(lines) + "\n")
     return path

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from adapters.folders import write_folder_atomically
+from adapters.folders import write_folder_atomically, write_text_atomically
 from pipelines.command_line import check_pretrained, run_command
 from training.report.markdown import write_report
 
@@ -390,10 +389,7 @@ def run_stage(args, stage: Stage) -> dict:
         "figures": sorted(str(p.relative_to(args.output_dir)) for p in out.iterdir() if p.is_file()),
     }
     path = _record_path(args, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record, indent=2))
-    os.replace(temporary, path)  # the record is the "finished" flag: write it last, atomically
+    write_text_atomically(path, json.dumps(record, indent=2))  # the record is the "finished" flag: written last
     return record
 
 
