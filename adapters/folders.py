@@ -3,25 +3,198 @@
 Everything is written into a hidden staging folder next to the destination and swapped in with renames,
 so a crash never pairs a new `config.json` with old weights, and a rerun never leaves stale files from an
 earlier, larger run beside the new ones.
+
+The guarantees a user can rely on, and where each is kept:
+- `check_output_dir` (called before any work) refuses a non-empty folder without `--overwrite`, refuses to
+  replace a folder this project did not write (it carries no `MARKER`), and refuses an output folder that is,
+  holds or lies inside one of the command's inputs or the current folder.
+- It also takes a lock (`flock` on `.NAME.lock` beside the folder) held until the write ends, so a second run
+  into the same folder is refused while the first one runs instead of silently replacing its output; the
+  kernel drops the lock of a killed process, so a stale lock file never blocks anyone.
+- SIGTERM and SIGHUP raise like Ctrl-C while a folder is being prepared, so the staging folder and the lock
+  are cleaned up as they are for a Python exception.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+MARKER = ".written-by-guided-diffusion-da"
+"""File inside every folder this project writes; `--overwrite` replaces only folders that carry it."""
 
-def check_output_dir(output_dir: os.PathLike, overwrite: bool) -> Path:
-    """Refuse a non-empty `output_dir` unless `overwrite`: call before any work, so a refusal costs nothing."""
-    output_dir = Path(output_dir)
+_held_locks: dict[Path, int] = {}
+
+
+def _resolve(path: os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def is_project_folder(folder: os.PathLike) -> bool:
+    return (Path(folder) / MARKER).is_file()
+
+
+def _relation(output_dir: Path, other: Path) -> str | None:
+    """How `output_dir` overlaps `other` ('is', 'holds', 'lies inside'), or None when they are apart."""
+    if output_dir == other:
+        return "is"
+    if output_dir in other.parents:
+        return "holds"
+    if other in output_dir.parents:
+        return "lies inside"
+    return None
+
+
+def _check_writable_location(output_dir: Path, option: str) -> None:
+    """The nearest existing ancestor must be a folder we may write in (not a file, not read-only)."""
+    ancestor = output_dir.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{option} {output_dir}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} {output_dir}: no permission to write in {ancestor}")
+
+
+def check_output_dir(
+    output_dir: os.PathLike,
+    overwrite: bool,
+    inputs: Iterable[os.PathLike | str | None] = (),
+    option: str = "--output_dir",
+) -> Path:
+    """Refuse an output folder that would lose someone's files; call before any work, so a refusal costs nothing.
+
+    `inputs` are the command's input paths (model folders, noise folders, images...); values that are not local
+    paths (Hub ids, None) are skipped. A non-empty output folder that is, holds or lies inside one of them is
+    refused even with `overwrite`. Returns the resolved folder and holds its write lock until
+    `write_folder_atomically` finishes (or the process ends).
+    """
+    output_dir = _resolve(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"output folder {output_dir} is a file")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"output folder {output_dir} is not empty: choose another one or pass --overwrite")
+        raise NotADirectoryError(f"{option} {output_dir} is a file")
+    _check_writable_location(output_dir, option)
+    relation = _relation(output_dir, Path.cwd().resolve())
+    if relation in ("is", "holds"):
+        raise ValueError(f"{option} {output_dir} {relation} the current folder; choose a new folder for the output")
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        # Only a folder with something in it can lose anything: a new folder inside an input (a model's GT/) is fine.
+        for value in inputs:
+            if value is None or not Path(str(value)).expanduser().exists():
+                continue
+            relation = _relation(output_dir, _resolve(value))
+            if relation:
+                raise ValueError(
+                    f"{option} {output_dir} {relation} the input {value}; choose a folder apart from the inputs"
+                )
+        if not overwrite:
+            raise FileExistsError(f"{option} {output_dir} is not empty: choose another one or pass --overwrite")
+        if not is_project_folder(output_dir):
+            raise FileExistsError(
+                f"{option} {output_dir} holds files this project did not write (no {MARKER} in it), so --overwrite "
+                "will not replace it; choose another folder or empty it yourself"
+            )
+    hold_output_lock(output_dir)
     return output_dir
+
+
+def hold_output_lock(output_dir: os.PathLike) -> None:
+    """Take the write lock of `output_dir` for this process, or refuse because another process holds it."""
+    output_dir = _resolve(output_dir)
+    if output_dir in _held_locks:
+        return
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = output_dir.parent / f".{output_dir.name}.lock"
+    while True:
+        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(descriptor, 32).decode(errors="replace").strip() or "unknown"
+            os.close(descriptor)
+            raise FileExistsError(
+                f"output folder {output_dir} is being written by another run (pid {holder}); "
+                "wait for it to finish or choose another folder"
+            ) from None
+        try:  # a finishing holder may have removed the file between our open and our lock: lock the new one
+            same_file = os.fstat(descriptor).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        os.close(descriptor)
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, str(os.getpid()).encode())
+    _held_locks[output_dir] = descriptor
+    _raise_on_termination_signals()
+
+
+def release_output_lock(output_dir: os.PathLike) -> None:
+    output_dir = _resolve(output_dir)
+    descriptor = _held_locks.pop(output_dir, None)
+    if descriptor is None:
+        return
+    (output_dir.parent / f".{output_dir.name}.lock").unlink(missing_ok=True)
+    os.close(descriptor)
+    if not _held_locks:
+        _restore_signal_handlers()
+
+
+def release_all_output_locks() -> None:
+    for output_dir in list(_held_locks):
+        release_output_lock(output_dir)
+
+
+atexit.register(release_all_output_locks)
+
+
+class TerminatedError(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like KeyboardInterrupt, so `finally` and cleanup blocks run."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.exit_status = 128 + signum
+
+
+def _raise_terminated(signum, frame):
+    raise TerminatedError(signum)
+
+
+_replaced_handlers: dict[int, object] = {}
+
+
+def _raise_on_termination_signals() -> None:
+    """Turn SIGTERM/SIGHUP into an exception while an output folder is held, where nobody else handles them."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signum not in _replaced_handlers and signal.getsignal(signum) in (signal.SIG_DFL, None):
+            _replaced_handlers[signum] = signal.signal(signum, _raise_terminated)
+
+
+def _restore_signal_handlers() -> None:
+    """Give the process its own handlers back once no output folder is held (a host program keeps its SIGTERM)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    while _replaced_handlers:
+        signum, handler = _replaced_handlers.popitem()
+        signal.signal(signum, handler)
+
+
+def _write_marker(folder: Path) -> None:
+    # Fixed content: committed output folders stay byte-identical from one run to the next.
+    (folder / MARKER).write_text("written by guided-diffusion-da; `--overwrite` may replace this folder\n")
+
+
+def mark_folder(folder: os.PathLike) -> None:
+    """Mark a folder that the project created and fills in place (a training run's output folder)."""
+    _write_marker(Path(folder))
 
 
 def write_file_atomically(path: os.PathLike, write: Callable[[Path], object]):
@@ -49,24 +222,33 @@ def write_text_atomically(path: os.PathLike, text: str) -> None:
     write_file_atomically(path, lambda temporary: temporary.write_text(text))
 
 
-def write_folder_atomically(output_dir: os.PathLike, write: Callable[[Path], object]):
+def write_folder_atomically(output_dir: os.PathLike, write: Callable[[Path], object], replace_unmarked: bool = False):
     """Run `write(staging)`, then replace `output_dir` by `staging` whole; returns what `write` returned.
 
-    If `write` raises, the staging folder is removed and `output_dir` is left as it was.
+    If `write` raises (or SIGTERM/SIGHUP arrive), the staging folder is removed and `output_dir` is left as it
+    was. The folder is marked as written by this project, and its write lock is released at the end.
+    A non-empty `output_dir` without the marker is never replaced, unless `replace_unmarked` says that `write`
+    carries every entry of it into the staging folder itself.
     """
-    output_dir = Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    output_dir = _resolve(output_dir)
+    hold_output_lock(output_dir)
+    if not replace_unmarked and output_dir.is_dir() and any(output_dir.iterdir()) and not is_project_folder(output_dir):
+        release_output_lock(output_dir)
+        raise FileExistsError(f"{output_dir} holds files this project did not write (no {MARKER}); not replacing it")
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-staging-", dir=output_dir.parent))
     try:
         result = write(staging)
+        _write_marker(staging)
+        if output_dir.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-retired-", dir=output_dir.parent))
+            os.replace(output_dir, retired / output_dir.name)
+            os.replace(staging, output_dir)
+            shutil.rmtree(retired)
+        else:
+            os.replace(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if output_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-retired-", dir=output_dir.parent))
-        os.replace(output_dir, retired / output_dir.name)
-        os.replace(staging, output_dir)
-        shutil.rmtree(retired)
-    else:
-        os.replace(staging, output_dir)
+    finally:
+        release_output_lock(output_dir)
     return result

@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 
 from suite_report import environment  # noqa: E402
 
-from adapters.folders import check_output_dir  # noqa: E402
+from adapters.folders import check_output_dir, mark_folder  # noqa: E402
 from training.report.dann_experiments import ROWS  # noqa: E402
 
 
@@ -128,7 +128,9 @@ def parse_args(argv=None):
     # the training processes run in the repository root: relative paths must mean what they meant here
     args.source_dir, args.target_dir = str(Path(args.source_dir).resolve()), str(Path(args.target_dir).resolve())
     args.output_dir = args.output_dir.resolve()
-    check_output_dir(args.output_dir, args.overwrite)  # before any GPU time is spent
+    check_output_dir(args.output_dir, args.overwrite, inputs=(args.source_dir, args.target_dir))  # before GPU time
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    mark_folder(args.output_dir)
     return args
 
 

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, whe
 import torch
 from suite_report import environment, write_summary
 
-from adapters.folders import check_output_dir
+from adapters.folders import check_output_dir, mark_folder
 
 STAGES = ("timing", "train", "sample", "dann", "faces")
 
@@ -235,8 +235,9 @@ def run_suite(args) -> dict:
 
     started = time.perf_counter()
     if args.output_dir.exists():
-        shutil.rmtree(args.output_dir)  # check_output_dir refused it unless --overwrite
+        shutil.rmtree(args.output_dir)  # check_output_dir refused it unless --overwrite and written by us
     args.output_dir.mkdir(parents=True)
+    mark_folder(args.output_dir)
     device = "cpu" if args.dry_run or not torch.cuda.is_available() else "cuda"
     if args.dry_run:
         torch.set_num_threads(1)  # tiny models: more threads only wait on each other, worse on a busy machine

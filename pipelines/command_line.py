@@ -14,7 +14,17 @@ from pathlib import Path
 
 from huggingface_hub import constants
 
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError, ConnectionError, KeyError)
+from adapters.folders import TerminatedError, release_all_output_locks
+
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    NotADirectoryError,
+    FileExistsError,
+    PermissionError,
+    ConnectionError,
+    KeyError,
+)
 
 
 def run_command(main: Callable, parse_args: Callable | None, argv=None):
@@ -25,6 +35,12 @@ def run_command(main: Callable, parse_args: Callable | None, argv=None):
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except (KeyboardInterrupt, TerminatedError) as error:
+        # Cleanup blocks have run on the way up (staging folders removed); say so in one line.
+        print(f"error: {error or 'interrupted'}; nothing half-written was left", file=sys.stderr)
+        sys.exit(getattr(error, "exit_status", 130))
+    finally:
+        release_all_output_locks()  # a refused or failed command frees its output folder at once
 
 
 def check_pretrained(value: str | os.PathLike, option: str = "--pretrained", hub: bool = True) -> str:

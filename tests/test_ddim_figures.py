@@ -6,6 +6,7 @@ import torch
 from diffusers import UNet2DModel
 
 from adapters.faces import save_face_noises
+from adapters.folders import MARKER
 from pipelines.ddim_from_noise import figures as ddim_figures
 
 
@@ -46,7 +47,7 @@ def test_figures_command_writes_all_four_figures(model_dir, tmp_path):
     sizes = {p.name: PIL.Image.open(p).size for p in paths}
     assert sizes["eta_grid.png"][1] > 2 * sizes["eta_0.5_twice.png"][1]  # ten rows against two
     assert sizes["slerp.png"][0] > 2 * sizes["eta_grid.png"][0] / 2  # eleven columns
-    assert sorted(f.name for f in (tmp_path / "figures").iterdir()) == sorted(sizes)  # no temporary files
+    assert sorted(f.name for f in (tmp_path / "figures").iterdir()) == sorted([*sizes, MARKER])  # no temporaries
 
 
 def test_figures_command_needs_noises_00_to_03(model_dir, tmp_path):
@@ -68,7 +69,7 @@ def test_figures_command_needs_noises_00_to_03(model_dir, tmp_path):
 def test_figures_command_checks_arguments_before_any_work(model_dir, tmp_path):
     save_face_noises(tmp_path / "noise", num_noises=4, shape=(1, 8, 8))
     argv = ["--pretrained", str(model_dir), "--noise_dir", str(tmp_path / "noise"), "--output_dir", str(tmp_path)]
-    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):
+    with pytest.raises(ValueError, match="holds the input"):
         ddim_figures.parse_args(argv)  # tmp_path holds the model and the noises
     with pytest.raises(ValueError, match="--num_inference_steps must be >= 1"):
         ddim_figures.parse_args([*argv, "--num_inference_steps", "0"])

@@ -52,4 +52,4 @@ def save_model(model: DANNModel, output_dir: Path, card: str, metrics: dict) -> 
             os.chmod(staging / name, 0o644)
         os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the published folder from other users
 
-    write_folder_atomically(output_dir, write)
+    write_folder_atomically(output_dir, write, replace_unmarked=True)  # `write` carries the run's files over

@@ -105,7 +105,7 @@ def publish(output_dir: Path, write_export: Callable[[Path], None]) -> None:
             else:
                 _link_or_copy(str(entry), str(staging / entry.name))
 
-    write_folder_atomically(output_dir, write)
+    write_folder_atomically(output_dir, write, replace_unmarked=True)  # `write` carries the run's files over
 
 
 def push_folder_to_hub(folder: Path, repo_id: str) -> str:

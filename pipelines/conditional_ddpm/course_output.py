@@ -100,7 +100,7 @@ def parse_args(argv=None) -> argparse.Namespace:
             f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
             "the shipped ones are hub_cards/cfg-mnistm and hub_cards/cfg-mnistm-small"
         )
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained,))
     return args
 
 

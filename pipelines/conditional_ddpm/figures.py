@@ -354,7 +354,7 @@ def parse_args(argv=None):
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
     check_pretrained(args.pretrained, hub=False)
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained,))
     return args
 
 

@@ -50,7 +50,7 @@ def parse_args(argv=None):
     check_pretrained(args.pretrained)
     if not Path(args.noise_dir).is_dir():
         raise FileNotFoundError(f"noise folder {args.noise_dir} (--noise_dir) does not exist")
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained, args.noise_dir))
     return args
 
 

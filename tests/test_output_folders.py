@@ -1,0 +1,192 @@
+"""The output-folder guarantees of adapters.folders: nothing of the user's is replaced, one writer at a time,
+signals clean up like exceptions."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from adapters.folders import (
+    MARKER,
+    check_output_dir,
+    hold_output_lock,
+    release_all_output_locks,
+    write_folder_atomically,
+)
+from pipelines.ddim_from_noise import cli as ddim_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _release_locks():
+    yield
+    release_all_output_locks()
+
+
+def _child(code: str, tmp_path: Path) -> subprocess.Popen:
+    """A Python child running `code` with the project importable, which prints 'ready' when it is set."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_ready(child: subprocess.Popen) -> None:
+    line = child.stdout.readline()
+    assert line.strip() == "ready", child.stderr.read()
+
+
+def test_overwrite_replaces_only_a_folder_the_project_wrote(tmp_path):
+    theirs = tmp_path / "thesis"
+    theirs.mkdir()
+    (theirs / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="not empty"):
+        check_output_dir(theirs, overwrite=False)
+    with pytest.raises(FileExistsError, match="did not write"):
+        check_output_dir(theirs, overwrite=True)
+    with pytest.raises(FileExistsError, match="did not write"):
+        write_folder_atomically(theirs, lambda staging: (staging / "x").write_text("x"))
+    assert (theirs / "thesis.tex").read_text() == "years of work"
+
+    ours = tmp_path / "ours"
+    write_folder_atomically(ours, lambda staging: (staging / "a.png").write_text("1"))
+    assert (ours / MARKER).is_file()
+    check_output_dir(ours, overwrite=True)
+    write_folder_atomically(ours, lambda staging: (staging / "b.png").write_text("2"))
+    assert sorted(p.name for p in ours.iterdir()) == sorted([MARKER, "b.png"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ours", "thesis"]  # no staging, retired or lock left
+
+
+@pytest.mark.parametrize("where", ["is", "inside", "holds"])
+def test_an_input_is_never_the_output(tmp_path, where):
+    model = tmp_path / "model"
+    (model / "unet").mkdir(parents=True)
+    (model / "unet" / "config.json").write_text("{}")
+    output = {"is": model, "inside": model / "unet", "holds": tmp_path}[where]
+    with pytest.raises(ValueError, match="the input"):
+        check_output_dir(output, overwrite=True, inputs=(str(model), None, "owner/hub-id"))
+    # A new, empty folder inside an input loses nothing (a model folder's own GT/), so it is allowed.
+    check_output_dir(model / "GT", overwrite=False, inputs=(str(model),))
+
+
+def test_the_current_folder_is_never_the_output(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for output in (".", "..", str(tmp_path)):
+        with pytest.raises(ValueError, match="current folder"):
+            check_output_dir(output, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_an_output_inside_a_file_is_named(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(NotADirectoryError, match="notes.txt is a file"):
+        check_output_dir(tmp_path / "notes.txt" / "out", overwrite=False)
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        check_output_dir(tmp_path / "notes.txt", overwrite=True)
+
+
+def test_a_second_writer_is_refused_while_the_first_runs(tmp_path):
+    output = tmp_path / "out"
+    first = _child(
+        f"""
+        import time
+        from adapters.folders import hold_output_lock
+        hold_output_lock({str(output)!r})
+        print("ready", flush=True)
+        time.sleep(60)
+        """,
+        tmp_path,
+    )
+    try:
+        _wait_ready(first)
+        with pytest.raises(FileExistsError, match=f"another run \\(pid {first.pid}\\)"):
+            check_output_dir(output, overwrite=False)
+    finally:
+        first.kill()
+        first.wait()
+    # kill -9 left the lock file, but the kernel dropped the lock: the next run goes ahead.
+    assert (tmp_path / ".out.lock").exists()
+    check_output_dir(output, overwrite=False)
+    write_folder_atomically(output, lambda staging: (staging / "a").write_text("a"))
+    assert not (tmp_path / ".out.lock").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_mid_write_leaves_nothing_half_written(tmp_path, signum):
+    child = _child(
+        f"""
+        import time
+        from pathlib import Path
+        from adapters.folders import check_output_dir, write_folder_atomically
+        from pipelines.command_line import run_command
+
+        def write(staging):
+            (staging / "00.png").write_text("partial")
+            print("ready", flush=True)
+            time.sleep(60)
+
+        def main(argv):
+            check_output_dir({str(tmp_path / "out")!r}, overwrite=False)
+            write_folder_atomically({str(tmp_path / "out")!r}, write)
+
+        run_command(main, None, [])
+        """,
+        tmp_path,
+    )
+    _wait_ready(child)
+    child.send_signal(signum)
+    _, stderr = child.communicate(timeout=30)
+    assert child.returncode == 128 + signum
+    assert stderr.count("error:") == 1 and "Traceback" not in stderr, stderr
+    assert signal.Signals(signum).name in stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output, no staging folder, no lock file
+
+
+def test_the_lock_is_per_folder_and_reentrant(tmp_path):
+    hold_output_lock(tmp_path / "a")
+    hold_output_lock(tmp_path / "a")  # the same process may take it again
+    check_output_dir(tmp_path / "b", overwrite=False)  # another folder is free
+    release_all_output_locks()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ddim_command_refuses_to_overwrite_its_noise_folder(tmp_path, capsys):
+    noise = tmp_path / "noise"
+    assert ddim_cli.cli(["noise", "--output_dir", str(noise), "--num_noises", "2", "--resolution", "8"]) is None
+    before = {p.name: p.read_bytes() for p in noise.iterdir()}
+    with pytest.raises(SystemExit) as exit_info:
+        ddim_cli.cli(
+            [
+                "--pretrained",
+                str(ROOT / "hub_cards" / "ddpm-lfw-faces"),
+                "--noise_dir",
+                str(noise),
+                "--output_dir",
+                str(noise),
+                "--overwrite",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "the input" in err
+    assert {p.name: p.read_bytes() for p in noise.iterdir()} == before
+
+
+def test_the_process_gets_its_sigterm_handler_back(tmp_path):
+    before = signal.getsignal(signal.SIGTERM)
+    check_output_dir(tmp_path / "out", overwrite=False)
+    assert signal.getsignal(signal.SIGTERM) is not before  # while the folder is held, SIGTERM cleans up
+    write_folder_atomically(tmp_path / "out", lambda staging: (staging / "a").write_text("a"))
+    assert signal.getsignal(signal.SIGTERM) is before
