@@ -14,7 +14,10 @@ from __future__ import annotations
 import functools
 import inspect
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gradio as gr
 import torch
@@ -61,8 +64,49 @@ def shown_in_page(fn):
     return function
 
 
-def progress_bar(progress: gr.Progress):
-    return lambda done, total, what: progress((done, total), desc=what)
+class StopButtons:
+    """What the Stop buttons stop: the running work of the session that pressed one, at its next step.
+
+    Gradio's own cancel (`cancels=`) only stops waiting: the worker thread would go on denoising, holding a core
+    for minutes (400 DDPM steps for 100 digits). So each long request registers a flag for its session, its
+    progress callback checks it at every step, and `stop` sets every flag of the session.
+    """
+
+    def __init__(self):
+        self._flags: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def running(self, session: str) -> Iterator[threading.Event]:
+        flag = threading.Event()
+        with self._lock:
+            self._flags.setdefault(session, set()).add(flag)
+        try:
+            yield flag
+        finally:
+            with self._lock:
+                self._flags[session].discard(flag)
+                if not self._flags[session]:
+                    del self._flags[session]
+
+    def stop(self, request: gr.Request) -> None:
+        with self._lock:
+            for flag in self._flags.get(request.session_hash, ()):
+                flag.set()
+
+
+STOP = StopButtons()
+
+
+def progress_bar(progress: gr.Progress, stop: threading.Event):
+    """The `(done, total, what)` callback of pipelines.demo: the page's progress bar, and the Stop button."""
+
+    def report(done: int, total: int, what: str) -> None:
+        if stop.is_set():
+            raise gr.Error("Stopped.", print_exception=False)
+        progress((done, total), desc=what)
+
+    return report
 
 
 def digits_tab(models: DemoModels) -> None:
@@ -94,36 +138,59 @@ def digits_tab(models: DemoModels) -> None:
     inputs = [digit_choice, images_per_digit, guidance, sampler, steps, seed, model]
 
     @shown_in_page
-    def generate(digit_values, per_digit, w, sampler_name, num_steps, seed_value, model_name, progress=PROGRESS):
-        request = digits.make_request(digit_values, per_digit, w, sampler_name, num_steps, seed_value, model_name)
+    def generate(
+        digit_values,
+        per_digit,
+        w,
+        sampler_name,
+        num_steps,
+        seed_value,
+        model_name,
+        request: gr.Request,
+        progress=PROGRESS,
+    ):
+        asked = digits.make_request(digit_values, per_digit, w, sampler_name, num_steps, seed_value, model_name)
         start = time.perf_counter()
-        for images, verdicts in digits.generate_rows(models, request, progress_bar(progress)):
-            items = [(image, verdict.caption()) for image, verdict in zip(images, verdicts, strict=True)]
-            correct = sum(v.correct for v in verdicts)
-            yield (
-                items,
-                (
-                    f"**{correct} / {len(verdicts)}** recognised by the scoring classifier · {request.model}, "
-                    f"{request.sampler} {request.steps} steps, w = {request.guidance:g}, seed {request.seed} · "
-                    f"{time.perf_counter() - start:.2f} s"
-                ),
-            )
+        with STOP.running(request.session_hash) as stop:
+            for images, verdicts in digits.generate_rows(models, asked, progress_bar(progress, stop)):
+                items = [(image, verdict.caption()) for image, verdict in zip(images, verdicts, strict=True)]
+                correct = sum(v.correct for v in verdicts)
+                yield (
+                    items,
+                    (
+                        f"**{correct} / {len(verdicts)}** recognised by the scoring classifier · {asked.model}, "
+                        f"{asked.sampler} {asked.steps} steps, w = {asked.guidance:g}, seed {asked.seed} · "
+                        f"{time.perf_counter() - start:.2f} s"
+                    ),
+                )
 
     @shown_in_page
-    def reverse(digit_values, per_digit, w, sampler_name, num_steps, seed_value, model_name, progress=PROGRESS):
-        request = digits.make_request(digit_values, per_digit, w, sampler_name, num_steps, seed_value, model_name)
-        return [(image, f"t = {t}") for t, image in digits.reverse_process(models, request, progress_bar(progress))]
+    def reverse(
+        digit_values,
+        per_digit,
+        w,
+        sampler_name,
+        num_steps,
+        seed_value,
+        model_name,
+        request: gr.Request,
+        progress=PROGRESS,
+    ):
+        asked = digits.make_request(digit_values, per_digit, w, sampler_name, num_steps, seed_value, model_name)
+        with STOP.running(request.session_hash) as stop:
+            frames = digits.reverse_process(models, asked, progress_bar(progress, stop))
+        return [(image, f"t = {t}") for t, image in frames]
 
     generating = generate_button.click(generate, inputs, [gallery, summary], api_name="generate", **QUEUE)
     reversing = reverse_button.click(reverse, inputs, frames, api_name="reverse_process", **QUEUE)
-    stop_button.click(None, cancels=[generating, reversing])
-    sampler.change(
-        shown_in_page(functools.partial(digits.sampler_default_steps, models)),
-        [model, sampler],
-        steps,
-        queue=False,
-        api_visibility="private",
-    )
+    # outside the queue, so that it is not waiting behind the work it stops
+    stop_button.click(STOP.stop, cancels=[generating, reversing], queue=False, api_name="stop")
+
+    @shown_in_page
+    def default_steps(model_name, sampler_name):
+        return digits.sampler_default_steps(models, model_name, sampler_name)
+
+    sampler.change(default_steps, [model, sampler], steps, queue=False, api_visibility="private")
 
 
 def faces_tab(models: DemoModels) -> None:
@@ -165,8 +232,10 @@ def faces_tab(models: DemoModels) -> None:
         return faces.ddim_pair(models, noises, a, b, eta_value, num_steps, seed_value, alpha_value, method)
 
     @shown_in_page
-    def eta_grid(files, num_steps, seed_value, progress=PROGRESS):
-        yield from faces.eta_grid(models, faces.noise_set(models, files), num_steps, seed_value, progress_bar(progress))
+    def eta_grid(files, num_steps, seed_value, request: gr.Request, progress=PROGRESS):
+        noises = faces.noise_set(models, files)
+        with STOP.running(request.session_hash) as stop:
+            yield from faces.eta_grid(models, noises, num_steps, seed_value, progress_bar(progress, stop))
 
     noise_files.change(noise_names, noise_files, [name_a, name_b], api_visibility="private")
     inputs = [noise_files, name_a, name_b, eta, interpolation, alpha, steps, seed]
@@ -174,7 +243,7 @@ def faces_tab(models: DemoModels) -> None:
     for slider in (eta, alpha):  # move a slider, see what changes
         events.append(slider.release(denoise, inputs, pair, api_visibility="private", **QUEUE))
     events.append(grid_button.click(eta_grid, [noise_files, steps, seed], grid, api_name="eta_grid", **QUEUE))
-    stop_button.click(None, cancels=events)
+    stop_button.click(STOP.stop, cancels=events, queue=False, api_visibility="private")
 
 
 def adapt_tab(models: DemoModels) -> None:
