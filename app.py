@@ -126,7 +126,7 @@ def digits_tab(models: DemoModels) -> None:
             sampler = gr.Dropdown(sorted(SCHEDULERS), value="dpm", label="sampler")
             steps = gr.Number(10, precision=0, label="steps")
             seed = gr.Number(0, precision=0, label="seed")
-            model = gr.Radio(list(DIGIT_MODELS), value=DIGIT_MODELS[0], label="model (the small one is ~3x faster)")
+            model = gr.Radio(list(DIGIT_MODELS), value=DIGIT_MODELS[0], label="model (the small one: half the CPU)")
             with gr.Row():
                 generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
                 reverse_button = gr.Button("Reverse process", elem_id="reverse")

@@ -298,10 +298,10 @@ class Chromium:
     def __init__(self, executable: str, profile_dir: Path):
         browser_reads, self._to_browser = os.pipe()
         self._from_browser, browser_writes = os.pipe()
-        # the shell puts our pipe ends on the fds the protocol expects, then becomes Chromium
+        # bash (dash takes one-digit fds only) puts our pipe ends on the fds the protocol expects, then becomes Chromium
         script = f'exec "$@" 3<&{browser_reads} 4>&{browser_writes} {browser_reads}<&- {browser_writes}>&-'
         self.process = subprocess.Popen(
-            ["/bin/sh", "-c", script, "sh", executable, *self.FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
+            ["bash", "-c", script, "bash", executable, *self.FLAGS, f"--user-data-dir={profile_dir}", "about:blank"],
             pass_fds=(browser_reads, browser_writes),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
