@@ -1,6 +1,6 @@
 """The project in a browser: generate digits, DDIM from noise, adapt a digit. Offline, on the shipped models.
 
-    pip install -e ".[demo]" && python app.py      # then open http://127.0.0.1:7860
+    pip install torch==2.13.0 -e ".[demo]" && python app.py      # then open http://127.0.0.1:7860
 
 The same file is a Hugging Face Space's `app_file` (see `space/README.md`). This file holds the page and its
 wiring only; what each button does lives in `pipelines.demo`, which loads the models of `hub_cards/` once, here,
@@ -27,9 +27,10 @@ from pipelines.conditional_ddpm.schedulers import SCHEDULERS
 from pipelines.demo import adapt, digits, faces
 from pipelines.demo.models import DIGIT_MODELS, DemoModels, load_models
 
-# The models are small: on this project's shared 2-core CPU one request on two torch threads spent 5x the CPU time
+# The models are small: on this project's shared 2-core CPU a request on two torch threads spent 5-8x the CPU time
 # of the same request on one (the threads wait on each other), while two one-thread requests keep both cores busy.
-WORKERS = min(os.cpu_count() or 1, 4)
+CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+WORKERS = min(CORES, 4)
 QUEUE = {"concurrency_id": "models", "concurrency_limit": WORKERS}
 MAX_FILE_SIZE = "10mb"  # a noise file of the face model is 4 kB, a digit image a few kB
 # 28x28 digits and 32x32 faces are shown large; without this the browser blurs them

@@ -31,6 +31,7 @@ from adapters.folders import write_file_atomically
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 gradio_client = pytest.importorskip("gradio_client", reason="the demo extra is not installed: pip install -e '.[demo]'")
 Client, handle_file = gradio_client.Client, gradio_client.handle_file
+httpx = pytest.importorskip("httpx", reason="gradio_client's HTTP library")
 
 pytestmark = pytest.mark.slow  # a server start alone takes 10-30 s on a 2-core CPU
 
@@ -197,6 +198,11 @@ def test_bad_input_gets_a_message_and_the_server_goes_on(server, client, tmp_pat
             request()
         assert message in str(error.value), str(error.value)
         assert "Traceback" not in str(error.value)
+    # over 10 MB: gradio_client and the page refuse it before sending; the server refuses it too
+    heavy = httpx.post(
+        f"{server.url}gradio_api/upload", files={"files": ("heavy.png", bytes(11 * 2**20))}, timeout=CALL_S
+    )
+    assert heavy.status_code == 413 and "maximum allowed size of 10485760 bytes" in heavy.text
     assert server.process.poll() is None
     gallery, _ = generate(client)
     assert gallery[0]["caption"].startswith("3→")
