@@ -18,9 +18,9 @@ from safetensors.torch import load_file
 
 from adapters import decode_digits, load_digits
 from training import train_cfg
-from training.diffusion_args import build_unet
-from training.diffusion_checkpoints import EMA_FOLDER, list_checkpoints
-from training.diffusion_step import EpochSampler, StepRandomness, micro_step_generator
+from training.diffusion.args import build_unet
+from training.diffusion.checkpoints import EMA_FOLDER, list_checkpoints
+from training.diffusion.step import EpochSampler, StepRandomness, micro_step_generator
 
 DATA = Path(__file__).resolve().parent / "data"
 REFERENCE = json.loads((DATA / "cfg_tiny_reference.json").read_text())
@@ -46,7 +46,7 @@ def reference_run(tmp_path_factory):
 
 
 def test_each_micro_step_draws_noise_then_timesteps_then_label_dropout(reference_run):
-    """The contract of training/diffusion_step.py, rebuilt here from its parts: micro-step i draws from the
+    """The contract of training/diffusion/step.py, rebuilt here from its parts: micro-step i draws from the
     generator of (seed, process, i), first the noise, then t, then the dropout mask. Timesteps and labels are
     integers and must match exactly; the noisy images are made by the same operations on the same machine, so
     only a bound far below the size of any real difference (a unit noise sample) is allowed."""
@@ -156,7 +156,7 @@ def test_epoch_sampler_splits_each_epoch_between_processes_without_overlap():
 
 
 def test_publish_keeps_the_checkpoints_and_replaces_the_old_export(tmp_path):
-    from training.diffusion_export import publish
+    from training.diffusion.export import publish
 
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(b"weights")

@@ -7,7 +7,7 @@ bound).
 With no arguments it trains for a few seconds on the embedded MNIST-M / USPS subsets (CPU smoke run).
 Two CPU processes: `accelerate launch --multi_gpu --num_processes 2 training/train_dann.py ...`.
 
-Every split is decoded once into uint8 tensors kept on the training device (training/dann_data.py); batches
+Every split is decoded once into uint8 tensors kept on the training device (training/dann/data.py); batches
 are index slices and augmentation is one batched `grid_sample`, so there is no DataLoader. Each step:
   1. a labelled batch (augmented with --augment) and, in `dann` / `mean_teacher` / `vada` mode, an unlabelled
      target batch, passed through the network together (BatchNorm sees both domains);
@@ -17,7 +17,7 @@ are index slices and augmentation is one batched `grid_sample`, so there is no D
      augmented target view and learns the confident hard labels of a moving-average teacher on the plain
      view; `vada`: DANN plus the target's conditional entropy and its virtual adversarial divergence
      (the prediction kept steady within --vat_epsilon of each target image). The loss terms are in
-     training/dann_methods.py, the evaluation in training/dann_evaluation.py.
+     training/dann/methods.py, the evaluation in training/dann/evaluation.py.
 After training: AdaBN on the target (--adapt_bn), a softmax temperature fitted on source validation images,
 and a Hub-style folder (weights, config, card, metrics) written atomically.
 """
@@ -39,17 +39,10 @@ from tqdm.auto import tqdm
 from adapters import to_model_range
 from pipelines.command_line import run_command
 from pipelines.dann.modeling_dann import DANNConfig, DANNModel, dann_lambda
-from pipelines.hub.cards import (
-    accuracy_result,
-    build_card,
-    classifier_card_data,
-    classifier_usage_snippets,
-    usage_section,
-)
-from training.dann_args import parse_args
-from training.dann_data import augment, load_splits
-from training.dann_evaluation import accuracy, final_metrics
-from training.dann_methods import (
+from training.dann.args import parse_args
+from training.dann.data import augment_with_flags, load_splits
+from training.dann.evaluation import accuracy, final_metrics
+from training.dann.methods import (
     MODES,
     adversarial_perturbation,
     domain_loss,
@@ -60,9 +53,9 @@ from training.dann_methods import (
     pseudo_label_loss,
     teacher_logits,
 )
-from training.dann_output import save_model, training_command
+from training.dann.output import dann_card, save_model
 
-__all__ = ["MODES", "main", "model_card", "parse_args"]
+__all__ = ["MODES", "main", "parse_args"]
 
 logger = get_logger(__name__)
 
@@ -80,76 +73,6 @@ class TrainingState:
     def load_state_dict(self, state):
         self.epoch = int(state["epoch"])
         self.history = json.loads(state["history"])
-
-
-def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_processes: int) -> str:
-    settings = {k: v for k, v in vars(args).items() if k not in ("output_dir", "resume_from_checkpoint")}
-    adapt_row = ""
-    if "target_val_accuracy_before_adapt_bn" in final:
-        adapt_row = (
-            "| target validation accuracy before re-estimating BatchNorm on the target | "
-            f"{final['target_val_accuracy_before_adapt_bn']:.4f} |\n"
-        )
-    scale_note = ""
-    if args.augment and min(args.aug_scale) > 1.0:
-        scale_note = (
-            f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
-            f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
-            "own scale is low by design.\n\n"
-        )
-    rows = "\n".join(
-        f"| {h['epoch']} | {h['loss']:.4f} | {h.get('target_val_accuracy', float('nan')):.4f} |" for h in history
-    )
-    data = classifier_card_data(
-        f"dann-{args.source}-{args.target}-{args.mode}",
-        [args.source, args.target],
-        [accuracy_result(args.target, "validation", final["target_val_accuracy"])],
-        tags=["domain-adaptation", "dann", args.source, args.target],
-    )
-    repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DANNModel")
-    use = usage_section(
-        repo_snippet,
-        library_snippet,
-        "transformers",
-        command=f"python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --output_csv pred.csv",
-    )
-    body = f"""# DANN digit classifier: {args.source} -> {args.target} ({args.mode})
-
-`DANNModel` (pipelines/dann/modeling_dann.py), architecture `{config.architecture}`, trained with
-`training/train_dann.py` in `{args.mode}` mode on {num_processes} process(es).
-
-| metric | value |
-|---|---|
-| target ({args.target}) validation accuracy | {final["target_val_accuracy"]:.4f} |
-{adapt_row}| source ({args.source}) validation accuracy, as trained | {final["source_val_accuracy"]:.4f} |
-| labelled training images seen | {final["images_seen"]} |
-| wall time (s), data loading included | {final["wall_time_s"]:.1f} |
-
-{scale_note}Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
-`adapters.decode_digits` does; `python -m pipelines.dann` applies the same preprocessing.
-
-{use}
-## Reproduce
-
-Data folders as in the project's shared data:
-
-```bash
-{training_command(args)}
-```
-
-## Per-epoch target validation accuracy
-
-| epoch | train loss | target val accuracy |
-|---|---|---|
-{rows}
-
-## Settings
-
-```json
-{json.dumps(settings, indent=2, default=str)}
-```
-"""
-    return str(build_card(data, body))
 
 
 def main(args):
@@ -261,7 +184,7 @@ def main(args):
             rows = order[step * args.batch_size : (step + 1) * args.batch_size][rank::world]
             images, labels = to_model_range(labelled.train_images[rows]), labelled.train_labels[rows]
             if args.augment:
-                images = augment(images, generator, args, args.aug_scale, backgrounds=True)
+                images = augment_with_flags(images, generator, args, args.aug_scale, backgrounds=True)
             if uses_target:
                 # target rows cycle through a per-epoch permutation of the (unlabelled) target set
                 first = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
@@ -276,7 +199,7 @@ def main(args):
                 if args.entropy_weight > 0:
                     loss = loss + args.entropy_weight * lambda_p * entropy_loss(out.logits[n:])
             elif args.mode == "mean_teacher":
-                student_view = augment(target_images, generator, args, args.target_aug_scale)
+                student_view = augment_with_flags(target_images, generator, args, args.target_aug_scale)
                 out = model(torch.cat([images, student_view]))
                 pseudo, passed = pseudo_label_loss(
                     out.logits[n:], teacher_logits(teacher, target_images), args.confidence_threshold
@@ -343,7 +266,7 @@ def main(args):
         unwrapped.load_state_dict(teacher.state_dict())
     final = final_metrics(final_model, args, source, target, state.history, total_steps, world, start)
     if accelerator.is_main_process:
-        card = model_card(config, args, final, state.history, world)
+        card = dann_card(config, args, final, state.history, world)
         save_model(final_model, Path(args.output_dir), card, final)
         logger.info(f"saved {args.output_dir}: target val accuracy {final['target_val_accuracy']:.4f}")
     accelerator.end_training()

@@ -31,18 +31,12 @@ from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from adapters import decode_digits, load_digits, to_model_range, write_folder_atomically
+from adapters import to_model_range, write_folder_atomically
 from pipelines.command_line import run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, format_report
-from pipelines.hub.cards import (
-    accuracy_result,
-    build_card,
-    classifier_card_data,
-    classifier_usage_snippets,
-    usage_section,
-)
-from training.dann_data import random_affine
+from pipelines.hub.cards import accuracy_result, build_card, classifier_card_data, classifier_use_section
+from training.dann.data import load_splits, random_affine
 
 logger = get_logger(__name__)
 
@@ -98,7 +92,7 @@ def parse_args(argv=None):
     return args
 
 
-def augment(images: torch.Tensor, args) -> torch.Tensor:
+def random_shift_and_rotation(images: torch.Tensor, args) -> torch.Tensor:
     """Small random shifts and rotations (no zoom, no flips: digits keep their identity).
 
     The DANN trainer's random_affine, drawing from torch's global generator: accelerate's save_state stores
@@ -134,7 +128,8 @@ def plot_confusion_matrix(confusion: list[list[int]], path: Path, title: str):
     fig.savefig(path, dpi=120)
 
 
-def model_card(args, report: dict, num_train: int, num_params: int) -> str:
+def digit_classifier_card(args, report: dict, num_train: int, num_params: int) -> str:
+    """README.md of the classifier folder: validation accuracy, per-digit table, training recipe, usage."""
     accuracy = report["accuracy"]
     rows = "\n".join(
         f"| {digit} | {row['correct']} / {row['total']} | {row['accuracy']:.4f} |"
@@ -152,11 +147,9 @@ def model_card(args, report: dict, num_train: int, num_params: int) -> str:
         [accuracy_result(args.dataset, "validation", accuracy)],
         tags=[args.dataset, "guided-diffusion-da"],
     )
-    repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DigitClassifier")
-    use = usage_section(
-        repo_snippet,
-        library_snippet,
-        "transformers",
+    use = classifier_use_section(
+        str(args.output_dir),
+        "DigitClassifier",
         command=f"python -m pipelines.digit_classifier --pretrained {args.output_dir} --images DIR",
     )
     body = f"""# {args.dataset} digit classifier
@@ -215,14 +208,14 @@ def main(args):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     set_seed(args.seed)
 
-    train_images, train_labels = decode_digits(load_digits(args.dataset, args.data_source, "train"), args.image_size)
-    val_images, val_labels = decode_digits(load_digits(args.dataset, args.data_source, "validation"), args.image_size)
-    logger.info(f"train {len(train_labels)} images, validation {len(val_labels)} images")
+    # the DANN trainer's splits: a dataset without a validation split holds out the last 100 images per class
+    data = load_splits(args.dataset, args.data_source, image_size=args.image_size)
+    logger.info(f"train {len(data.train_labels)} images, validation {len(data.val_labels)} images ({data.val_note})")
 
     model = DigitClassifier(block_channels=tuple(args.block_channels), image_size=args.image_size, dropout=args.dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     loader = DataLoader(
-        TensorDataset(train_images, train_labels),
+        TensorDataset(data.train_images, data.train_labels),
         batch_size=args.train_batch_size,
         shuffle=True,
         drop_last=True,
@@ -259,7 +252,7 @@ def main(args):
         batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch else loader
         for images, labels in batches:
             with accelerator.accumulate(model):
-                pixel_values = augment(to_model_range(images), args)
+                pixel_values = random_shift_and_rotation(to_model_range(images), args)
                 loss = F.cross_entropy(model(pixel_values), labels)
                 accelerator.backward(loss)
                 optimizer.step()
@@ -276,7 +269,7 @@ def main(args):
             if global_step >= max_train_steps:
                 break
         if accelerator.is_main_process:
-            report = evaluate(accelerator.unwrap_model(model), val_images, val_labels, args.eval_batch_size)
+            report = evaluate(accelerator.unwrap_model(model), data.val_images, data.val_labels, args.eval_batch_size)
             accelerator.log({"val_accuracy": report["accuracy"]}, step=global_step)
             logger.info(f"epoch {epoch + 1}/{num_epochs}: validation accuracy {report['accuracy']:.4f}")
     progress.close()
@@ -284,7 +277,7 @@ def main(args):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(model)
-        report = evaluate(model, val_images, val_labels, args.eval_batch_size)
+        report = evaluate(model, data.val_images, data.val_labels, args.eval_batch_size)
         logger.info("validation\n" + format_report(report))
         num_params = sum(p.numel() for p in model.parameters())
 
@@ -296,7 +289,7 @@ def main(args):
                 folder / "confusion_matrix.png",
                 f"{args.dataset} validation, accuracy {report['accuracy']:.4f}",
             )
-            (folder / "README.md").write_text(model_card(args, report, len(train_labels), num_params))
+            (folder / "README.md").write_text(digit_classifier_card(args, report, len(data.train_labels), num_params))
 
         write_folder_atomically(args.output_dir, write)
         logger.info(f"saved the classifier to {args.output_dir}")
