@@ -41,6 +41,8 @@ def test_short_run_learns_and_resumes(tmp_path):
     ]
     first = train(tmp_path, "--epochs", 1, *common)
     assert len(first["history"]) == 1
+    with pytest.raises(FileExistsError, match="holds checkpoints of this run: pass --resume_from_checkpoint latest"):
+        train(tmp_path, "--epochs", 2, *common)  # a fresh start would write over them
     resumed = train(tmp_path, "--epochs", 2, "--resume_from_checkpoint", "latest", *common)
     history = resumed["history"]
     assert [h["epoch"] for h in history] == [1, 2]
@@ -57,10 +59,11 @@ def test_short_run_learns_and_resumes(tmp_path):
     assert model.config.architecture == "report"
 
 
-def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
-    (tmp_path / "checkpoints" / "checkpoint_0").mkdir(parents=True)
-    with pytest.raises(FileExistsError, match="resume_from_checkpoint"):
+def test_a_folder_with_checkpoints_of_no_recorded_run_is_refused(tmp_path):
+    (tmp_path / "checkpoints" / "checkpoint_0").mkdir(parents=True)  # the layout of accelerate's save_state
+    with pytest.raises(FileExistsError, match="holds checkpoints, which this run would write"):
         train(tmp_path, "--epochs", 1, "--steps_per_epoch", 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]  # refused before writing anything
 
 
 def test_seeded_runs_are_deterministic(tmp_path):

@@ -18,9 +18,10 @@ from safetensors.torch import load_file
 
 from adapters import decode_digits, load_digits
 from training import train_cfg
+from training.checkpoints import list_checkpoints, read_entry
 from training.diffusion.args import build_unet
-from training.diffusion.checkpoints import EMA_FOLDER, list_checkpoints
 from training.diffusion.step import EpochSampler, StepRandomness, micro_step_generator
+from training.run_folder import publish
 
 DATA = Path(__file__).resolve().parent / "data"
 REFERENCE = json.loads((DATA / "cfg_tiny_reference.json").read_text())
@@ -118,13 +119,13 @@ def test_checkpoints_hold_the_ema_as_safetensors_and_no_pickle(tmp_path):
     train_cfg.main(train_cfg.parse_args([*argv, "--output_dir", str(tmp_path)]))
     assert [step for step, _ in list_checkpoints(tmp_path)] == [3, 6]  # kept by the export
     checkpoint = tmp_path / "checkpoint-6"
-    assert not list(checkpoint.glob("custom_checkpoint_*"))
-    ema_config = json.loads((checkpoint / EMA_FOLDER / "config.json").read_text())
-    assert ema_config["optimization_step"] == 6 and ema_config["decay"] == 0.999
-    ema = load_file(checkpoint / EMA_FOLDER / "diffusion_pytorch_model.safetensors")
-    exported = load_file(tmp_path / "unet" / "diffusion_pytorch_model.safetensors")
-    for name in exported:  # the exported weights are the EMA weights of the last step
-        torch.testing.assert_close(exported[name], ema[name], rtol=0, atol=0)
+    assert {p.suffix for p in checkpoint.iterdir()} == {".json", ".safetensors"}
+    ema = read_entry(checkpoint, "ema")
+    assert ema["optimization_step"] == 6 and ema["decay"] == 0.999
+    exported = list(UNet2DModel.from_pretrained(tmp_path / "unet").named_parameters())
+    assert len(ema["shadow_params"]) == len(exported)
+    for (name, weight), shadow in zip(exported, ema["shadow_params"]):  # the export is the EMA of the last step
+        torch.testing.assert_close(weight.detach(), shadow, rtol=0, atol=0, msg=name)
 
 
 def test_a_time_budget_stops_at_a_logging_step_and_says_so(tmp_path):
@@ -155,12 +156,13 @@ def test_epoch_sampler_splits_each_epoch_between_processes_without_overlap():
     assert not torch.equal(samplers[0].indices(0), samplers[0].indices(5))  # a new permutation each epoch
 
 
-def test_publish_keeps_the_checkpoints_and_replaces_the_old_export(tmp_path):
-    from training.diffusion.export import publish
-
+def test_publish_replaces_the_exported_names_and_keeps_everything_else(tmp_path):
     (tmp_path / "checkpoint-2").mkdir()
     (tmp_path / "checkpoint-2" / "model.safetensors").write_bytes(b"weights")
-    (tmp_path / "stale.txt").write_text("from an earlier export")
+    (tmp_path / "model_index.json").write_text("old export")
+    (tmp_path / "thesis.tex").write_text("a user's file")
     publish(tmp_path, lambda staging: (staging / "model_index.json").write_text("{}"))
-    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "model_index.json"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "model_index.json", "thesis.tex"]
+    assert (tmp_path / "model_index.json").read_text() == "{}"
     assert (tmp_path / "checkpoint-2" / "model.safetensors").read_bytes() == b"weights"
+    assert (tmp_path / "thesis.tex").read_text() == "a user's file"

@@ -15,8 +15,9 @@ and a sample grid. The loop is training/diffusion/loop.py, shared with train_ddp
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
+
+import torch
 
 from adapters import decode_digits, load_digits
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
@@ -41,13 +42,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(args: argparse.Namespace) -> TrainResult:
-    start = time.perf_counter()  # the wall-time budget counts data loading too
-    # Read the data before anything is created on disk: a bad --train_data must leave no output folder behind.
-    dataset = load_digits("mnistm", source=args.train_data, split="train")
-    images, labels = decode_digits(dataset, image_size=args.resolution)
+def load_digit_data(args) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST-M training images (uint8, resized) and their labels."""
+    images, labels = decode_digits(load_digits("mnistm", source=args.train_data, split="train"), args.resolution)
     if args.max_train_images is not None:
         images, labels = images[: args.max_train_images], labels[: args.max_train_images]
+    return images, labels
+
+
+def main(args: argparse.Namespace) -> TrainResult:
     noise_scheduler = build_noise_scheduler(args)
 
     def save_pipeline(unet, folder: Path) -> None:
@@ -57,6 +60,7 @@ def main(args: argparse.Namespace) -> TrainResult:
         pipeline.save_pretrained(folder, safe_serialization=True)
 
     kind = ModelKind(
+        script="train_cfg.py",
         channels=3,
         draw_grid=digit_rows_drawer(noise_scheduler, NULL_CLASS_ID, args),
         save_pipeline=save_pipeline,
@@ -68,8 +72,9 @@ def main(args: argparse.Namespace) -> TrainResult:
             "samples_caption": f"rows are digits 0-9, DDIM {args.sample_inference_steps} steps, "
             f"w = {args.sample_guidance}, seed {args.seed}.",
         },
+        output_names=("pipeline_conditional_ddpm.py",),  # the pipeline's code, for trust_remote_code
     )
-    return train_diffusion(args, images, labels, kind, start)
+    return train_diffusion(args, kind, load_data=lambda: load_digit_data(args))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ and a Hub-style folder (weights, config, card, metrics) written atomically.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -33,13 +32,22 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
 from adapters import to_model_range
 from pipelines.command_line import run_command
 from pipelines.dann.modeling_dann import DANNConfig, DANNModel, dann_lambda
-from training.dann.args import parse_args
+from training.checkpoints import (
+    complete_checkpoints,
+    find_checkpoint,
+    load_optimization_entries,
+    load_weights,
+    optimization_entries,
+    read_entry,
+    save_checkpoint,
+)
+from training.dann.args import FREE_FLAGS, parse_args
 from training.dann.data import augment_with_flags, load_splits
 from training.dann.evaluation import accuracy, final_metrics
 from training.dann.methods import (
@@ -53,30 +61,38 @@ from training.dann.methods import (
     pseudo_label_loss,
     teacher_logits,
 )
-from training.dann.output import dann_card, save_model
+from training.dann.output import OUTPUT_NAMES, dann_card, save_model
+from training.run_folder import check_run_folder, run_identity, write_run_record
 
 __all__ = ["MODES", "main", "parse_args"]
 
 logger = get_logger(__name__)
 
 
-class TrainingState:
-    """Epoch counter and metric history, saved with every checkpoint so that resuming continues the run."""
-
-    def __init__(self):
-        self.epoch = 0
-        self.history: list[dict] = []
-
-    def state_dict(self):
-        return {"epoch": self.epoch, "history": json.dumps(self.history)}
-
-    def load_state_dict(self, state):
-        self.epoch = int(state["epoch"])
-        self.history = json.loads(state["history"])
+def check_before_work(args) -> tuple[dict, tuple[int, Path] | None]:
+    """This run's identity and the checkpoint to resume, after refusing a folder or checkpoint of another run."""
+    identity = run_identity(args, FREE_FLAGS)
+    output_dir = Path(args.output_dir)
+    check_run_folder(
+        output_dir,
+        "train_dann.py",
+        identity,
+        OUTPUT_NAMES,
+        "--output_dir",
+        is_ours=lambda path: path.name == "checkpoints" and bool(complete_checkpoints(path, identity)),
+    )
+    root = output_dir / "checkpoints"
+    if not args.resume_from_checkpoint and complete_checkpoints(root, identity):
+        raise FileExistsError(
+            f"{root} already holds checkpoints of this run: pass --resume_from_checkpoint latest "
+            "to continue it, or choose another --output_dir"
+        )
+    return identity, find_checkpoint(args.resume_from_checkpoint, root, identity)
 
 
 def main(args):
     start = time.perf_counter()
+    identity, checkpoint = check_before_work(args)
     accelerator = Accelerator(
         # Without CUDA, cpu=True makes processes started by `accelerate launch --multi_gpu` join one gloo group.
         cpu=not torch.cuda.is_available(),
@@ -86,9 +102,6 @@ def main(args):
         # A prepared scheduler otherwise steps once per PROCESS at every optimiser step (accelerate assumes
         # the schedule counts single-process batches); ours counts optimiser steps, so step it once.
         step_scheduler_with_optimizer=False,
-        project_config=ProjectConfiguration(
-            project_dir=args.output_dir, automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
-        ),
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.num_threads:
@@ -120,6 +133,9 @@ def main(args):
     if args.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, args.steps_per_epoch)
     total_steps = steps_per_epoch * args.epochs
+    if accelerator.is_main_process:  # every check passed: the folder becomes this run's
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        write_run_record(Path(args.output_dir), "train_dann.py", identity, args)
 
     # 2. model, optimiser, schedule; the mean teacher is a plain copy outside DDP (it never gets gradients)
     config = DANNConfig(
@@ -140,38 +156,35 @@ def main(args):
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    state = TrainingState()
-    accelerator.register_for_checkpointing(state)
-    if teacher is not None:
-        accelerator.register_for_checkpointing(teacher)
+    epoch, history = 0, []  # epochs done, one metrics record each
 
-    checkpoints = Path(args.output_dir, "checkpoints")
-    has_checkpoints = checkpoints.is_dir() and any(checkpoints.iterdir())
-    if not args.resume_from_checkpoint and has_checkpoints:
-        raise FileExistsError(
-            f"{checkpoints} already holds checkpoints: pass --resume_from_checkpoint latest "
-            "to continue that run, or choose another --output_dir"
-        )
-    if args.resume_from_checkpoint:
-        path = None if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
-        if path is None and not has_checkpoints:
-            logger.info(f"no checkpoint in {checkpoints}; starting from scratch")
-        else:
-            accelerator.load_state(path)
-            # the next automatic checkpoint name continues after the one we resumed from
-            accelerator.project_configuration.iteration = state.epoch
-            logger.info(f"resumed at epoch {state.epoch}")
+    def checkpoint_entries() -> dict:
+        entries = optimization_entries(accelerator, model, optimizer, lr_scheduler)
+        entries["progress"] = {"epoch": epoch, "history": history}
+        if teacher is not None:
+            entries["teacher"] = teacher.state_dict()
+        return entries
+
+    if checkpoint is not None:
+        path = checkpoint[1]
+        load_optimization_entries(accelerator, path, model, optimizer, lr_scheduler)
+        progress_record = read_entry(path, "progress")
+        epoch, history = progress_record["epoch"], progress_record["history"]
+        if teacher is not None:
+            load_weights(teacher, path, "teacher")
+        logger.info(f"resumed from {path} at epoch {epoch}")
+    elif args.resume_from_checkpoint:
+        logger.info(f"no checkpoint of this run in {Path(args.output_dir, 'checkpoints')}; starting from scratch")
 
     # 3. training loop
     progress = tqdm(
         total=total_steps,
-        initial=state.epoch * steps_per_epoch,
+        initial=epoch * steps_per_epoch,
         desc=args.mode,
         disable=not accelerator.is_local_main_process,
         mininterval=30,
     )
-    while state.epoch < args.epochs:
-        epoch = state.epoch
+    while epoch < args.epochs:
         model.train()
         # One generator per epoch seeded from (seed, epoch): the same order on every process, and after a resume.
         generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + epoch)
@@ -235,28 +248,29 @@ def main(args):
             progress.update(1)
 
         # 4. validation on the target every epoch, for the record only: no choice is made from it
-        state.epoch = epoch + 1
+        epoch += 1
         evaluated = teacher if teacher is not None else unwrapped
         record = {
-            "epoch": state.epoch,
+            "epoch": epoch,
             "loss": loss_sum.item() / steps_per_epoch,
             "learning_rate": optimizer.param_groups[0]["lr"],
         }
-        if state.epoch % args.eval_every == 0 or state.epoch == args.epochs:
+        if epoch % args.eval_every == 0 or epoch == args.epochs:
             record["target_val_accuracy"] = accuracy(
                 evaluated, target.val_images, target.val_labels, args.eval_batch_size
             )
         record["elapsed_s"] = time.perf_counter() - start
         if teacher is not None:
             record["pseudo_label_fraction"] = passed_sum.item() / steps_per_epoch
-        state.history.append(record)
+        history.append(record)
         logger.info(
-            f"epoch {state.epoch}/{args.epochs}: "
+            f"epoch {epoch}/{args.epochs}: "
             + ", ".join(f"{key} {value:.4f}" for key, value in record.items() if key not in ("epoch", "elapsed_s")),
             main_process_only=True,
         )
-        if state.epoch % args.checkpoint_every == 0 or state.epoch == args.epochs:
-            accelerator.save_state()
+        if epoch % args.checkpoint_every == 0 or epoch == args.epochs:
+            root = Path(args.output_dir, "checkpoints")
+            save_checkpoint(accelerator, root, epoch, identity, checkpoint_entries, args.checkpoints_total_limit)
     progress.close()
     accelerator.wait_for_everyone()
 
@@ -264,9 +278,9 @@ def main(args):
     final_model = unwrapped
     if teacher is not None:
         unwrapped.load_state_dict(teacher.state_dict())
-    final = final_metrics(final_model, args, source, target, state.history, total_steps, world, start)
+    final = final_metrics(final_model, args, source, target, history, total_steps, world, start)
     if accelerator.is_main_process:
-        card = dann_card(config, args, final, state.history, world)
+        card = dann_card(config, args, final, history, world)
         save_model(final_model, Path(args.output_dir), card, final)
         logger.info(f"saved {args.output_dir}: target val accuracy {final['target_val_accuracy']:.4f}")
     accelerator.end_training()

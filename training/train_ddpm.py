@@ -13,8 +13,6 @@ The loop is training/diffusion/loop.py, shared with train_cfg.py.
 from __future__ import annotations
 
 import argparse
-import io
-import time
 from pathlib import Path
 
 import datasets
@@ -23,6 +21,8 @@ import torch
 from diffusers import DDPMPipeline
 from PIL import Image
 
+from adapters.digit_sources import DigitSourceError
+from adapters.digits import open_image
 from training.diffusion.args import (
     add_training_args,
     add_unconditional_args,
@@ -46,13 +46,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _decoded(value: dict, index: int) -> Image.Image:
+    """One image, fully decoded now, so that a corrupt file is named before any training work."""
+    try:
+        return open_image(value, index)
+    except DigitSourceError as error:
+        raise ValueError(f"--train_data {error}") from error
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"--train_data row {index}: {value.get('path') or 'image'} is too large ({error})") from error
+
+
 def _parquet_images(folder: Path) -> list[Image.Image]:
     files = sorted(folder.rglob("train*.parquet")) or sorted(folder.rglob("*.parquet"))
     table = datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
     if "image" not in table.column_names:
         raise ValueError(f"{folder}: parquet files have no `image` column (columns: {table.column_names})")
     raw = table.cast_column("image", datasets.Image(decode=False))["image"]
-    return [Image.open(io.BytesIO(value["bytes"])) if value["bytes"] else Image.open(value["path"]) for value in raw]
+    return [_decoded(value, index) for index, value in enumerate(raw)]
 
 
 def load_training_images(folder: Path, resolution: int, channels: int) -> torch.Tensor:
@@ -62,8 +72,8 @@ def load_training_images(folder: Path, resolution: int, channels: int) -> torch.
     if any(folder.rglob("*.parquet")):
         pictures = _parquet_images(folder)
     else:
-        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        pictures = [Image.open(p) for p in paths]
+        paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        pictures = [_decoded({"path": str(path)}, index) for index, path in enumerate(paths)]
     if not pictures:
         raise FileNotFoundError(f"--train_data {folder} holds no parquet files and no images")
     mode = "L" if channels == 1 else "RGB"
@@ -73,11 +83,9 @@ def load_training_images(folder: Path, resolution: int, channels: int) -> torch.
 
 
 def main(args: argparse.Namespace) -> TrainResult:
-    start = time.perf_counter()  # the wall-time budget counts data loading too
-    # Read the data before anything is created on disk: a bad --train_data must leave no output folder behind.
-    images = load_training_images(args.train_data, args.resolution, args.channels)
     noise_scheduler = build_noise_scheduler(args)
     kind = ModelKind(
+        script="train_ddpm.py",
         channels=args.channels,
         draw_grid=square_grid_drawer(noise_scheduler, args),
         save_pipeline=lambda unet, folder: DDPMPipeline(unet, noise_scheduler).save_pretrained(
@@ -86,7 +94,9 @@ def main(args: argparse.Namespace) -> TrainResult:
         write_card=lambda folder: write_ddpm_card(folder, location=args.output_dir),
         random_flip=args.random_flip,
     )
-    return train_diffusion(args, images, None, kind, start)
+    return train_diffusion(
+        args, kind, load_data=lambda: (load_training_images(args.train_data, args.resolution, args.channels), None)
+    )
 
 
 if __name__ == "__main__":

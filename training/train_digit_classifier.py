@@ -17,7 +17,6 @@ import argparse
 import json
 import logging
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +30,20 @@ from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from adapters import to_model_range, write_folder_atomically
+from adapters import to_model_range
 from pipelines.command_line import run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, format_report
 from pipelines.hub.cards import accuracy_result, build_card, classifier_card_data, classifier_use_section
+from training.checkpoints import (
+    find_checkpoint,
+    is_checkpoint_of,
+    load_optimization_entries,
+    optimization_entries,
+    save_checkpoint,
+)
 from training.dann.data import load_splits, random_affine
+from training.run_folder import RUN_RECORD, check_run_folder, publish, run_identity, write_run_record
 
 logger = get_logger(__name__)
 
@@ -190,7 +197,54 @@ image it labels correctly is a recognisable digit, not necessarily a realistic M
     return str(build_card(data, body))
 
 
+# Flags a resumed run may change and still be the same run (training/run_folder.py): where it is written, how
+# long it runs, how often it saves, how fast it computes.
+FREE_FLAGS = (
+    "output_dir",
+    "project_dir",
+    "resume_from_checkpoint",
+    "num_epochs",
+    "max_train_steps",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "eval_batch_size",
+    "num_threads",
+)
+# The top-level names a run writes into --project_dir and into --output_dir.
+PROJECT_NAMES = ("checkpoint-*", ".checkpoint-*", "logs", RUN_RECORD)
+MODEL_NAMES = (
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "eval_results.json",
+    "confusion_matrix.png",
+    "configuration_digit_classifier.py",
+    "modeling_digit_classifier.py",
+    "image_processing_digits.py",
+    "preprocessor_config.json",
+    RUN_RECORD,
+)
+SCRIPT = "train_digit_classifier.py"
+
+
+def check_before_work(args) -> tuple[dict, tuple[int, Path] | None]:
+    """This run's identity and the checkpoint to resume, after refusing folders or a checkpoint of another run."""
+    identity = run_identity(args, FREE_FLAGS)
+    project_dir = Path(args.project_dir)
+    check_run_folder(
+        project_dir,
+        SCRIPT,
+        identity,
+        PROJECT_NAMES,
+        "--project_dir",
+        is_ours=lambda path: is_checkpoint_of(path, identity),
+    )
+    check_run_folder(Path(args.output_dir), SCRIPT, identity, MODEL_NAMES, "--output_dir")
+    return identity, find_checkpoint(args.resume_from_checkpoint, project_dir, identity)
+
+
 def main(args):
+    identity, checkpoint = check_before_work(args)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     project_dir = Path(args.project_dir)
@@ -198,11 +252,7 @@ def main(args):
         cpu=not torch.cuda.is_available(),  # so that CPU processes launched together join one process group
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        project_config=ProjectConfiguration(
-            project_dir=str(project_dir),
-            logging_dir=str(project_dir / "logs"),
-            total_limit=args.checkpoints_total_limit,
-        ),
+        project_config=ProjectConfiguration(project_dir=str(project_dir), logging_dir=str(project_dir / "logs")),
         log_with="tensorboard",
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
@@ -221,6 +271,10 @@ def main(args):
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
+    if len(loader) == 0:
+        raise ValueError(
+            f"--train_batch_size {args.train_batch_size} exceeds the {len(loader.dataset)} training images"
+        )
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps if args.max_train_steps is not None else args.num_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
@@ -231,18 +285,19 @@ def main(args):
         num_training_steps=max_train_steps * accelerator.num_processes,
     )
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    if accelerator.is_main_process:  # every check passed: the folder becomes this run's
+        project_dir.mkdir(parents=True, exist_ok=True)
+        write_run_record(project_dir, SCRIPT, identity, args)
     if accelerator.is_main_process:
         accelerator.init_trackers("digit-classifier", config={k: str(v) for k, v in vars(args).items()})
 
     global_step = 0
-    if args.resume_from_checkpoint:
-        checkpoint = _find_checkpoint(project_dir, args.resume_from_checkpoint)
-        if checkpoint is None:
-            logger.info(f"no checkpoint found in {project_dir}; starting a new run")
-        else:
-            accelerator.load_state(str(checkpoint))
-            global_step = int(checkpoint.name.split("-")[1])
-            logger.info(f"resumed from {checkpoint} at step {global_step}")
+    if checkpoint is not None:
+        global_step, path = checkpoint
+        load_optimization_entries(accelerator, path, model, optimizer, lr_scheduler)
+        logger.info(f"resumed from {path} at step {global_step}")
+    elif args.resume_from_checkpoint:
+        logger.info(f"no checkpoint of this run in {project_dir}; starting a new run")
     first_epoch = global_step // steps_per_epoch
     resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
@@ -265,7 +320,14 @@ def main(args):
                 progress.set_postfix(**logs)
                 accelerator.log(logs, step=global_step)
                 if global_step % args.checkpointing_steps == 0:
-                    _save_checkpoint(accelerator, project_dir, global_step, args.checkpoints_total_limit)
+                    save_checkpoint(
+                        accelerator,
+                        project_dir,
+                        global_step,
+                        identity,
+                        lambda: optimization_entries(accelerator, model, optimizer, lr_scheduler),
+                        args.checkpoints_total_limit,
+                    )
             if global_step >= max_train_steps:
                 break
         if accelerator.is_main_process:
@@ -290,29 +352,11 @@ def main(args):
                 f"{args.dataset} validation, accuracy {report['accuracy']:.4f}",
             )
             (folder / "README.md").write_text(digit_classifier_card(args, report, len(data.train_labels), num_params))
+            write_run_record(folder, SCRIPT, identity, args)
 
-        write_folder_atomically(args.output_dir, write)
+        publish(Path(args.output_dir), write)
         logger.info(f"saved the classifier to {args.output_dir}")
     accelerator.end_training()
-
-
-def _find_checkpoint(project_dir: Path, name: str):
-    if name != "latest":
-        path = Path(name)
-        if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint folder {name} does not exist")
-        return path
-    checkpoints = sorted(project_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return checkpoints[-1] if checkpoints else None
-
-
-def _save_checkpoint(accelerator, project_dir: Path, step: int, total_limit: int):
-    if accelerator.is_main_process and total_limit is not None:
-        # Make room first, as the diffusers examples do: keep total_limit - 1 old ones plus the new one.
-        checkpoints = sorted(project_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        for old in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
-            shutil.rmtree(old)
-    accelerator.save_state(str(project_dir / f"checkpoint-{step}"))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,19 @@ from adapters import DIGIT_DATASETS
 from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS
 from training.dann.methods import MODES
 
+# Flags a resumed run may change and still be the same run (training/run_folder.py): where it is written, how
+# many epochs it runs, how often it saves and evaluates, how fast it computes.
+FREE_FLAGS = (
+    "output_dir",
+    "resume_from_checkpoint",
+    "epochs",
+    "checkpoint_every",
+    "checkpoints_total_limit",
+    "eval_every",
+    "eval_batch_size",
+    "num_threads",
+)
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(

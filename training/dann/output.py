@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from adapters import write_folder_atomically
 from pipelines.dann.modeling_dann import DANNConfig, DANNModel
 from pipelines.hub.cards import accuracy_result, build_card, classifier_card_data, classifier_use_section
+from training.run_folder import RUN_RECORD, publish
 
 
 def train_dann_command(args) -> str:
@@ -96,30 +94,29 @@ Data folders as in the project's shared data:
     return str(build_card(data, body))
 
 
-MODEL_FILES = ("config.json", "model.safetensors", "README.md", "metrics.json")
+# The top-level names a run writes into --output_dir (training/run_folder.py refuses a folder holding one of them
+# without a record of this run): the model with its code copies, card and metrics, and the checkpoints.
+OUTPUT_NAMES = (
+    "config.json",
+    "model.safetensors",
+    "README.md",
+    "metrics.json",
+    "configuration_dann.py",
+    "modeling_dann.py",
+    "image_processing_digits.py",
+    "preprocessor_config.json",
+    "checkpoints",
+    RUN_RECORD,
+)
 
 
 def save_model(model: DANNModel, output_dir: Path, card: str, metrics: dict) -> None:
-    """Publish weights, config, card and metrics together or not at all (adapters.write_folder_atomically).
-
-    The folder is swapped whole, so whatever else it holds (the checkpoints) is hard-linked into the staging
-    folder first: nothing is copied and a later `--resume_from_checkpoint latest` still finds them.
-    """
+    """Publish weights, config, card and metrics together or not at all (training.run_folder.publish): the
+    checkpoints and anything else in the folder stay, and a later `--resume_from_checkpoint latest` finds them."""
 
     def write(staging: Path) -> None:
-        if output_dir.is_dir():
-            for entry in output_dir.iterdir():
-                if entry.name in MODEL_FILES:
-                    continue
-                if entry.is_dir():
-                    shutil.copytree(entry, staging / entry.name, copy_function=os.link)
-                else:
-                    os.link(entry, staging / entry.name)
         model.save_pretrained(staging)
         (staging / "README.md").write_text(card)
         (staging / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        for name in MODEL_FILES:
-            os.chmod(staging / name, 0o644)
-        os.chmod(staging, 0o755)  # mkdtemp's 0700 would hide the published folder from other users
 
-    write_folder_atomically(output_dir, write)
+    publish(output_dir, write)

@@ -33,6 +33,30 @@ KIND_DEFAULTS = {
 }
 
 
+# Flags a resumed or repeated run may change and still be the same run (training/run_folder.py): where it is
+# written and shown, how long it runs, how often it saves and logs, how fast it computes, its logged grids.
+FREE_FLAGS = (
+    "output_dir",
+    "resume_from_checkpoint",
+    "max_train_steps",
+    "max_train_seconds",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "logging_steps",
+    "save_images_steps",
+    "report_to",
+    "push_to_hub",
+    "hub_model_id",
+    "channels_last",
+    "compile",
+    "compile_mode",
+    "sample_guidance",
+    "sample_images_per_digit",
+    "sample_images",
+    "sample_inference_steps",
+)
+
+
 def add_training_args(parser: argparse.ArgumentParser) -> None:
     """Arguments common to both diffusion training scripts; those without a default take it from KIND_DEFAULTS."""
     parser.add_argument("--output_dir", type=Path, help="Hub-style folder; checkpoints go inside")

@@ -1,22 +1,15 @@
-"""The end of a diffusion training run: the result, the Hub-style folder written whole, the upload."""
+"""The end of a diffusion training run: the result, the records of its folder, the upload."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from diffusers import UNet2DModel
-
-from adapters.folders import write_folder_atomically
-
-# What training leaves in --output_dir besides the exported pipeline; it must survive the export.
-TRAINING_ARTEFACTS = ("checkpoint-", "logs", "samples")
 
 
 @dataclass
@@ -70,34 +63,6 @@ def finish_training(
 
 def training_args_json(args) -> str:
     return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2) + "\n"
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # a filesystem without hard links
-        shutil.copy2(source, target)
-
-
-def publish(output_dir: Path, write_export: Callable[[Path], None]) -> None:
-    """Replace `output_dir` whole by a staged folder holding the new export and the run's training files.
-
-    Checkpoints, logs and samples live in `output_dir` too; they are hard-linked into the staging folder
-    (no copy of the data, and the originals stay intact until the final rename), so that the atomic swap
-    of adapters.folders.write_folder_atomically keeps them.
-    """
-
-    def write(staging: Path) -> None:
-        write_export(staging)
-        for entry in sorted(output_dir.iterdir()) if output_dir.is_dir() else []:
-            if not entry.name.startswith(TRAINING_ARTEFACTS):
-                continue
-            if entry.is_dir():
-                shutil.copytree(entry, staging / entry.name, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(str(entry), str(staging / entry.name))
-
-    write_folder_atomically(output_dir, write)
 
 
 def push_folder_to_hub(folder: Path, repo_id: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,16 @@ from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from training.diffusion.args import build_noise_scheduler, build_unet
-from training.diffusion.checkpoints import register_ema_hooks, resolve_checkpoint, save_checkpoint
-from training.diffusion.export import TrainResult, finish_training, publish, push_folder_to_hub, training_args_json
+from training.checkpoints import (
+    find_checkpoint,
+    is_checkpoint_of,
+    load_optimization_entries,
+    optimization_entries,
+    read_entry,
+    save_checkpoint,
+)
+from training.diffusion.args import FREE_FLAGS, build_noise_scheduler, build_unet
+from training.diffusion.export import TrainResult, finish_training, push_folder_to_hub, training_args_json
 from training.diffusion.samples import GridDrawer, log_sample_grid, out_of_time
 from training.diffusion.step import (
     EpochSampler,
@@ -37,12 +45,31 @@ from training.diffusion.step import (
     random_flip,
     to_model_input,
 )
+from training.run_folder import RUN_RECORD, check_run_folder, publish, run_identity, write_run_record
+
+# The top-level names a run writes into --output_dir (one kind adds its own), so that a folder holding any of them
+# and no record of this run is refused instead of overwritten (training/run_folder.py).
+OUTPUT_NAMES = (
+    "README.md",
+    "model_index.json",
+    "unet",
+    "scheduler",
+    "samples.png",
+    "training_args.json",
+    "train_summary.json",
+    "logs",
+    "samples",
+    "checkpoint-*",
+    ".checkpoint-*",
+    RUN_RECORD,
+)
 
 
 @dataclass
 class ModelKind:
     """What differs between the model of train_cfg.py and that of train_ddpm.py."""
 
+    script: str  # the run record's name for the script ("train_cfg.py")
     channels: int
     draw_grid: GridDrawer  # the logged sample grids and the exported samples.png
     save_pipeline: Callable[[UNet2DModel, Path], None]  # model_index.json, unet/, scheduler/ into a folder
@@ -51,13 +78,28 @@ class ModelKind:
     label_dropout: float = 0.0
     random_flip: bool = False  # mirror each training image left-right with probability 1/2
     summary: dict = field(default_factory=dict)  # more fields for train_summary.json
+    output_names: tuple[str, ...] = ()  # names the kind writes beside OUTPUT_NAMES
 
 
 def train_diffusion(
-    args, images: torch.Tensor, labels: torch.Tensor | None, kind: ModelKind, start: float
+    args, kind: ModelKind, load_data: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
 ) -> TrainResult:
-    """Train on uint8 `images` [N, C, H, W] (and class ids `labels` [N] for a conditional kind) as `args` say,
-    then publish the EMA weights to `args.output_dir`; `start` is the time.perf_counter() the budget counts from."""
+    """Train on `load_data()` (uint8 images [N, C, H, W], and class ids [N] for a conditional kind, else None) as
+    `args` say, then publish the EMA weights to `args.output_dir`."""
+    start = time.perf_counter()  # the wall-time budget counts data loading too
+    # 0. every check before any work: the folder is this run's, the checkpoint to resume is whole and this run's,
+    # the data reads. A refusal leaves nothing behind.
+    identity = run_identity(args, FREE_FLAGS)
+    check_run_folder(
+        args.output_dir,
+        kind.script,
+        identity,
+        OUTPUT_NAMES + kind.output_names,
+        "--output_dir",
+        is_ours=lambda path: is_checkpoint_of(path, identity),
+    )
+    checkpoint = find_checkpoint(args.resume_from_checkpoint, args.output_dir, identity)
+    images, labels = load_data()
     output_dir = args.output_dir
     # Without CUDA, cpu=True makes `accelerate launch --multi_gpu` / torchrun processes join one gloo group.
     accelerator = Accelerator(
@@ -71,8 +113,12 @@ def train_diffusion(
     configure_device_speed()
     set_seed(args.seed)
     device = accelerator.device
-    if accelerator.is_main_process:
+    sampler = EpochSampler(  # refuses a batch the data cannot fill
+        len(images), args.train_batch_size, accelerator.num_processes, accelerator.process_index, args.seed, device
+    )
+    if accelerator.is_main_process:  # every check passed: the folder becomes this run's
         output_dir.mkdir(parents=True, exist_ok=True)
+        write_run_record(output_dir, kind.script, identity, args)
         accelerator.init_trackers("train", config={k: str(v) for k, v in vars(args).items()})
 
     # 1. data: decoded once by the script, kept on the training device as uint8; a batch is an index into it
@@ -105,19 +151,19 @@ def train_diffusion(
     )
     unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
     ema.to(device)
-    register_ema_hooks(accelerator, ema)
 
-    # 3. resume: the step comes from the checkpoint-N name; the randomness of every later step from it
+    def checkpoint_entries() -> dict:
+        return optimization_entries(accelerator, unet, optimizer, lr_scheduler) | {"ema": ema.state_dict()}
+
+    # 3. resume: the step comes from the checkpoint; the randomness of every later step from the step
     global_step = 0
-    checkpoint = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
     if checkpoint is not None:
         global_step, path = checkpoint
-        accelerator.load_state(str(path))
+        load_optimization_entries(accelerator, path, unet, optimizer, lr_scheduler)
+        load_ema(ema, read_entry(path, "ema"), unet, path)
+        ema.to(device)
         accelerator.print(f"resumed from {path} at step {global_step}")
 
-    sampler = EpochSampler(
-        len(images), args.train_batch_size, accelerator.num_processes, accelerator.process_index, args.seed, device
-    )
     randomness = StepRandomness(args.seed, accelerator.process_index, device)
     progress = tqdm(
         range(args.max_train_steps), initial=global_step, desc="steps", disable=not accelerator.is_local_main_process
@@ -162,7 +208,9 @@ def train_diffusion(
             logs = {"loss": last_loss, "lr": lr_scheduler.get_last_lr()[0], "ema_decay": ema.cur_decay_value}
             accelerator.log(logs, step=global_step)
         if global_step % args.checkpointing_steps == 0:
-            save_checkpoint(accelerator, output_dir, global_step, args.checkpoints_total_limit)
+            save_checkpoint(
+                accelerator, output_dir, global_step, identity, checkpoint_entries, args.checkpoints_total_limit
+            )
         if global_step % args.save_images_steps == 0:
             log_sample_grid(accelerator, unet, ema, kind.draw_grid, output_dir, global_step)
         if stopped_by_time:
@@ -197,6 +245,15 @@ def train_diffusion(
         if args.push_to_hub:
             accelerator.print(f"pushed: {push_folder_to_hub(output_dir, args.hub_model_id)}")
     return result
+
+
+def load_ema(ema: EMAModel, state: dict, unet, path: Path) -> None:
+    """The EMA of a checkpoint, refused when its weights do not have the model's shapes."""
+    shadow = state.get("shadow_params") or []
+    shapes = [tuple(p.shape) for p in unet.parameters()]
+    if [tuple(p.shape) for p in shadow] != shapes:
+        raise ValueError(f"checkpoint {path} holds EMA weights of another model shape")
+    ema.load_state_dict(state)
 
 
 def run_description(model: UNet2DModel, num_images: int, accelerator, args) -> dict:
