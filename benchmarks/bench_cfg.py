@@ -48,7 +48,7 @@ from adapters import decode_digits, load_digits
 from pipelines.conditional_ddpm.figures import forward_gflop
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import make_scheduler
-from training.diffusion_args import build_unet
+from training.diffusion.args import build_unet
 
 REPORT_TRAIN_IMAGES = 25 * 44_800  # the report's budget: 25 epochs of the course's 44,800 training images
 REFERENCE_H200 = {  # REFERENCE.md, one NVIDIA H200, single runs

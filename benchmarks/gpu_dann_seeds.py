@@ -295,8 +295,8 @@ def calibrate(args, started: float, steps_per_epoch: int) -> dict:
 
 def labelled_steps_per_epoch(args) -> int:
     """Steps per epoch of the source (every mode here but target_only trains on it): train_dann's own rule."""
-    from training.dann_args import parse_args as train_parse_args
-    from training.dann_data import load_splits
+    from training.dann.args import parse_args as train_parse_args
+    from training.dann.data import load_splits
 
     train_args = train_parse_args(["--source", args.source, "--target", args.target, *args.train_argv])
     source = load_splits(args.source, args.source_dir, holdout_per_class=train_args.holdout_per_class)

@@ -9,7 +9,7 @@ A variant is a base and modifiers joined by '+': `old`, `new`, `old+device_data`
 | no_sync | the loss is summed on the device (else `loss.item()` every step, a host synchronisation) |
 | ema_foreach | `EMAModel(foreach=True)`: one kernel per EMA update (else one per tensor) |
 | fused | fused AdamW on CUDA (else the default implementation) |
-| tuned | cuDNN autotuning (`cudnn.benchmark`) and TF32 matrix products, as training/diffusion_step.py sets them |
+| tuned | cuDNN autotuning (`cudnn.benchmark`) and TF32 matrix products, as training/diffusion/step.py sets them |
 | channels_last | UNet weights and inputs in NHWC |
 | bf16 | bf16 autocast |
 | compile | `torch.compile` of the UNet (default mode) |
@@ -30,7 +30,7 @@ import torch
 from diffusers import UNet2DModel
 from diffusers.training_utils import EMAModel
 
-from training.diffusion_step import EpochSampler, StepRandomness, diffusion_loss, to_model_input
+from training.diffusion.step import EpochSampler, StepRandomness, diffusion_loss, to_model_input
 
 
 @dataclass(frozen=True)

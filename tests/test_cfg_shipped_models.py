@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 
 from pipelines import ConditionalDDPMPipeline, DigitClassifier, make_scheduler
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import default_inference_steps
-from training import cfg_card
+from training.diffusion import cards
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["cfg-mnistm", "cfg-mnistm-small"]
@@ -44,7 +44,7 @@ def test_shipped_folder_loads_and_matches_its_card(name):
     assert f"--learning_rate {training_args['learning_rate']}" in card.text
     # The card is exactly what the card builder makes from the folder's records and the committed measurements.
     bench = json.loads((ROOT / "docs" / "benchmarks" / "samplers_cpu.json").read_text())
-    rebuilt = cfg_card.build_card(
+    rebuilt = cards.conditional_ddpm_card(
         folder, bench["results"], bench["device"], repo=f"hub_cards/{name}", fast_steps=card_fast_steps(card)
     )
     assert str(rebuilt) == str(card)

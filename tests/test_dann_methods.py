@@ -1,4 +1,4 @@
-"""The loss terms of training/dann_methods.py and the calibration helpers, against hand computations."""
+"""The loss terms of training/dann/methods.py and the calibration helpers, against hand computations."""
 
 import math
 
@@ -6,16 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from training.dann_evaluation import expected_calibration_error, fit_temperature, logits_with_own_statistics
-from training.dann_methods import (
-    adversarial_perturbation,
-    domain_loss,
-    ema_update,
-    entropy_loss,
-    kl_divergence,
-    make_teacher,
-    pseudo_label_loss,
-)
+from training.dann import methods
+from training.dann.evaluation import expected_calibration_error, fit_temperature, logits_with_own_statistics
 
 
 def test_pseudo_label_loss_by_hand():
@@ -25,7 +17,7 @@ def test_pseudo_label_loss_by_hand():
     teacher = torch.tensor([[math.log(9.0), 0.0], [0.0, 0.0], [0.0, math.log(19.0)]])
     # student rows: probabilities [0.75, 0.25], anything, [0.2, 0.8]
     student = torch.tensor([[math.log(3.0), 0.0], [5.0, -5.0], [0.0, math.log(4.0)]], requires_grad=True)
-    loss, passed = pseudo_label_loss(student, teacher, threshold=0.8)
+    loss, passed = methods.pseudo_label_loss(student, teacher, threshold=0.8)
     expected = (-math.log(0.75) + 0.0 + -math.log(0.8)) / 3  # divided by the whole batch, not by 2
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     assert passed.item() == pytest.approx(2 / 3)
@@ -37,8 +29,8 @@ def test_pseudo_label_loss_by_hand():
 def test_pseudo_label_loss_threshold_is_inclusive_and_can_mask_everything():
     teacher = torch.tensor([[math.log(3.0), 0.0]])  # top probability exactly 0.75
     student = torch.zeros(1, 2)
-    assert pseudo_label_loss(student, teacher, 0.75)[0].item() == pytest.approx(math.log(2.0))
-    loss, passed = pseudo_label_loss(student, teacher, 0.76)
+    assert methods.pseudo_label_loss(student, teacher, 0.75)[0].item() == pytest.approx(math.log(2.0))
+    loss, passed = methods.pseudo_label_loss(student, teacher, 0.76)
     assert loss.item() == 0.0 and passed.item() == 0.0
 
 
@@ -46,13 +38,13 @@ def test_domain_loss_by_hand():
     logits = torch.tensor([0.0, 2.0, -1.0])  # first row source (label 0), the others target (label 1)
     sigmoid = [1 / (1 + math.exp(-x)) for x in (0.0, 2.0, -1.0)]
     expected = (-math.log(1 - sigmoid[0]) - math.log(sigmoid[1]) - math.log(sigmoid[2])) / 3
-    assert domain_loss(logits, num_source=1).item() == pytest.approx(expected, rel=1e-6)
+    assert methods.domain_loss(logits, num_source=1).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_entropy_loss_by_hand():
     logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])  # [0.5, 0.5] and [0.75, 0.25]
     expected = (math.log(2.0) + -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))) / 2
-    assert entropy_loss(logits).item() == pytest.approx(expected, rel=1e-6)
+    assert methods.entropy_loss(logits).item() == pytest.approx(expected, rel=1e-6)
 
 
 def test_kl_divergence_by_hand():
@@ -60,7 +52,7 @@ def test_kl_divergence_by_hand():
     target = torch.tensor([[math.log(3.0), 0.0], [1.0, 2.0]], requires_grad=True)
     logits = torch.tensor([[0.0, 0.0], [1.0, 2.0]], requires_grad=True)
     expected = (0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5) + 0.0) / 2
-    loss = kl_divergence(target, logits)
+    loss = methods.kl_divergence(target, logits)
     assert loss.item() == pytest.approx(expected, rel=1e-6)
     loss.backward()
     assert target.grad is None  # p is the target of the consistency, not trained through it
@@ -75,21 +67,23 @@ def test_adversarial_perturbation_finds_the_only_direction_that_matters():
     with torch.no_grad():
         classifier.weight.copy_(torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
     images = torch.tensor([[0.2, 1.0, -1.0], [-0.5, 0.3, 0.7], [0.0, 0.0, 0.0]])
-    perturbation = adversarial_perturbation(classifier, images, epsilon=2.0, generator=torch.Generator().manual_seed(0))
+    perturbation = methods.adversarial_perturbation(
+        classifier, images, epsilon=2.0, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.allclose(perturbation.abs(), torch.tensor([[2.0, 0.0, 0.0]] * 3), atol=1e-3)
     assert not perturbation.requires_grad and classifier.weight.grad is None  # the model is not trained by it
     # it changes the prediction more than a random direction of the same length
     random_direction = torch.randn(3, 3, generator=torch.Generator().manual_seed(1))
     random_direction = 2.0 * random_direction / random_direction.norm(dim=1, keepdim=True)
     clean = classifier(images)
-    assert kl_divergence(clean, classifier(images + perturbation)) > kl_divergence(
+    assert methods.kl_divergence(clean, classifier(images + perturbation)) > methods.kl_divergence(
         clean, classifier(images + random_direction)
     )
 
 
 def test_ema_update_by_hand():
     student = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    teacher = make_teacher(student)
+    teacher = methods.make_teacher(student)
     assert not any(p.requires_grad for p in teacher.parameters())
     with torch.no_grad():
         for p in teacher.parameters():
@@ -97,7 +91,7 @@ def test_ema_update_by_hand():
         for p in student.parameters():
             p.fill_(3.0)
         student[1].running_mean.fill_(7.0)
-    ema_update(teacher, student, decay=0.75)
+    methods.ema_update(teacher, student, decay=0.75)
     for p in teacher.parameters():
         assert torch.allclose(p, torch.full_like(p, 0.75 * 1.0 + 0.25 * 3.0))
     assert torch.equal(teacher[1].running_mean, torch.full((2,), 7.0))  # buffers copied, not averaged

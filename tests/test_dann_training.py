@@ -11,11 +11,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from launch_training import launch
 from scipy.io import savemat
 
 from pipelines.dann.modeling_dann import DANNConfig, DANNModel
 from training import train_dann
-from training.dann_methods import MODES
+from training.dann.methods import MODES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,6 +41,8 @@ def test_short_run_learns_and_resumes(tmp_path):
     ]
     first = train(tmp_path, "--epochs", 1, *common)
     assert len(first["history"]) == 1
+    with pytest.raises(FileExistsError, match="holds checkpoints of this run: pass --resume_from_checkpoint latest"):
+        train(tmp_path, "--epochs", 2, *common)  # a fresh start would write over them
     resumed = train(tmp_path, "--epochs", 2, "--resume_from_checkpoint", "latest", *common)
     history = resumed["history"]
     assert [h["epoch"] for h in history] == [1, 2]
@@ -56,10 +59,11 @@ def test_short_run_learns_and_resumes(tmp_path):
     assert model.config.architecture == "report"
 
 
-def test_fresh_run_refuses_to_overwrite_checkpoints(tmp_path):
-    (tmp_path / "checkpoints" / "checkpoint_0").mkdir(parents=True)
-    with pytest.raises(FileExistsError, match="resume_from_checkpoint"):
+def test_a_folder_with_checkpoints_of_no_recorded_run_is_refused(tmp_path):
+    (tmp_path / "checkpoints" / "checkpoint_0").mkdir(parents=True)  # the layout of accelerate's save_state
+    with pytest.raises(FileExistsError, match="holds checkpoints, which this run would write"):
         train(tmp_path, "--epochs", 1, "--steps_per_epoch", 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]  # refused before writing anything
 
 
 def test_seeded_runs_are_deterministic(tmp_path):
@@ -149,7 +153,7 @@ def test_mean_teacher_resumes_exactly(tmp_path):
 
 
 def test_save_model_publishes_all_files_or_none(tmp_path):
-    from training.dann_output import save_model
+    from training.dann.output import save_model
 
     folder = tmp_path / "run"
     (folder / "checkpoints" / "checkpoint_0").mkdir(parents=True)
@@ -229,39 +233,9 @@ def test_lr_schedule_counts_optimiser_steps_in_every_mode(tmp_path, mode):
 def test_two_cpu_processes_join_one_group_and_keep_the_schedule(tmp_path, mode):
     """accelerate steps a prepared scheduler once per process unless told otherwise: on 2 processes the
     learning rate after 2 of 4 steps was 0.1656 x mu_0 (the end-of-run value) instead of 6^-0.75 = 0.2608."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        str(REPO / "training" / "train_dann.py"),
-        "--output_dir",
-        str(tmp_path),
-        "--epochs",
-        "2",
-        "--steps_per_epoch",
-        "2",
-        "--batch_size",
-        "32",
-        "--num_threads",
-        "1",
-        "--mode",
-        mode,
-        "--lr_schedule",
-        "dann",
-        "--learning_rate",
-        "0.01",
-    ]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    argv = ["--output_dir", tmp_path, "--epochs", 2, "--steps_per_epoch", 2, "--batch_size", 32, "--num_threads", 1]
+    argv += ["--mode", mode, "--lr_schedule", "dann", "--learning_rate", 0.01]
+    done = launch("train_dann.py", argv, num_processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
@@ -271,7 +245,7 @@ def test_two_cpu_processes_join_one_group_and_keep_the_schedule(tmp_path, mode):
 
 
 def test_augmentations_on_tensors():
-    from training.dann_data import holdout_last_per_class, random_affine, random_invert, random_resample
+    from training.dann.data import holdout_last_per_class, random_affine, random_invert, random_resample
 
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(6, 3, 28, 28) * 2 - 1
@@ -309,7 +283,7 @@ def test_augmentations_on_tensors():
 
 
 def test_random_background_blends_the_digit_into_a_texture_as_mnistm_was_made():
-    from training.dann_data import augment, random_background, random_texture
+    from training.dann.data import augment_with_flags, random_background, random_texture
 
     texture = random_texture((8, 3, 28, 28), torch.Generator().manual_seed(0))
     assert texture.shape == (8, 3, 28, 28) and texture.min() >= 0.0 and texture.max() <= 1.0
@@ -328,23 +302,17 @@ def test_random_background_blends_the_digit_into_a_texture_as_mnistm_was_made():
     assert torch.equal(random_background(half, torch.Generator().manual_seed(5), 0.0), half)
 
     # only the labelled images get backgrounds: the target view's augmentation leaves them out
-    args = SimpleNamespace(
-        aug_rotation=0.0,
-        aug_translate=0.0,
-        aug_invert=0.0,
-        aug_channel_invert=0.0,
-        aug_resample=0.0,
-        aug_background=1.0,
-    )
-    plain = augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0))
+    no_other_augmentation = ["aug_rotation", "aug_translate", "aug_invert", "aug_channel_invert", "aug_resample"]
+    args = SimpleNamespace(**dict.fromkeys(no_other_augmentation, 0.0), aug_background=1.0)
+    plain = augment_with_flags(half, torch.Generator().manual_seed(1), args, (1.0, 1.0))
     assert torch.allclose(plain, half, atol=1e-5)
     assert not torch.allclose(
-        augment(half, torch.Generator().manual_seed(1), args, (1.0, 1.0), backgrounds=True), half, atol=1e-2
+        augment_with_flags(half, torch.Generator().manual_seed(1), args, (1.0, 1.0), backgrounds=True), half, atol=1e-2
     )
 
 
 def test_random_thicken_grows_light_strokes_by_one_pixel():
-    from training.dann_data import random_thicken
+    from training.dann.data import random_thicken
 
     stroke = torch.full((2, 3, 28, 28), -1.0)
     stroke[:, :, 5:20, 13] = 1.0  # a one-pixel-wide vertical stroke

@@ -150,15 +150,15 @@ def test_cli_prints_table_writes_json_and_fails_cleanly(tmp_path, capsys):
 def test_augment_uses_the_shared_random_affine_and_is_identity_when_off():
     images = torch.rand(4, 3, 28, 28) * 2 - 1
     off = train_digit_classifier.parse_args(["--max_shift", "0", "--max_rotation", "0"])
-    assert train_digit_classifier.augment(images, off) is images
+    assert train_digit_classifier.random_shift_and_rotation(images, off) is images
     args = train_digit_classifier.parse_args([])
-    moved = train_digit_classifier.augment(images, args)
+    moved = train_digit_classifier.random_shift_and_rotation(images, args)
     assert moved.shape == images.shape and not torch.allclose(moved, images)
     assert moved.min() >= -1 - 1e-5 and moved.max() <= 1 + 1e-5
     torch.manual_seed(3)  # draws from torch's global generator, which accelerate checkpoints
-    first = train_digit_classifier.augment(images, args)
+    first = train_digit_classifier.random_shift_and_rotation(images, args)
     torch.manual_seed(3)
-    assert torch.equal(first, train_digit_classifier.augment(images, args))
+    assert torch.equal(first, train_digit_classifier.random_shift_and_rotation(images, args))
 
 
 @pytest.mark.parametrize("option", ["--max_train_steps", "--train_batch_size", "--checkpointing_steps"])

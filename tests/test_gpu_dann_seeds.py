@@ -49,7 +49,7 @@ def mnist_data(tmp_path_factory):
 
 def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
     from adapters.digits import _to_rgb_array, open_image
-    from training.dann_data import load_splits
+    from training.dann.data import load_splits
 
     out, summary = mnist_data
     assert summary["counts"] == {"mnistm/train": 120, "mnistm/validation": 60}

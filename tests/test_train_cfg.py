@@ -1,20 +1,19 @@
 """The diffusion training scripts, run for a few steps on tiny UNets and the embedded data (CPU, offline)."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from diffusers import DDPMPipeline, UNet2DModel
 from huggingface_hub import ModelCard
+from launch_training import launch
 from safetensors.torch import load_file
 
 from pipelines import ConditionalDDPMPipeline
 from training import train_cfg, train_ddpm
+from training.diffusion import cards
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -47,26 +46,8 @@ def unet_weights(folder: Path) -> dict:
     return load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
 
 
-def launch(script: str, args: list[str], num_processes: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    multi = ["--multi_gpu", "--num_processes", str(num_processes)] if num_processes > 1 else ["--num_processes", "1"]
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        *multi,
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        "29517",
-        str(ROOT / "training" / script),
-        *args,
-    ]
-    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+def launch_and_succeed(script: str, args: list[str], num_processes: int):
+    result = launch(script, args, num_processes, port=29517)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -83,7 +64,7 @@ def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
         "--gradient_accumulation_steps",
         "2",
     ]
-    launch("train_cfg.py", ["--output_dir", str(tmp_path / "full"), *args], num_processes=2)
+    launch_and_succeed("train_cfg.py", ["--output_dir", str(tmp_path / "full"), *args], num_processes=2)
     summary = json.loads((tmp_path / "full" / "train_summary.json").read_text())
     assert summary["num_processes"] == 2 and summary["global_step"] == 4 and summary["images_seen"] == 4 * 2 * 8 * 2
     assert (tmp_path / "full" / "samples" / "step-000004.png").is_file()
@@ -91,7 +72,7 @@ def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
     # Resume an interrupted copy from checkpoint-2: it must end with exactly the same (EMA) weights.
     (tmp_path / "resumed").mkdir()
     shutil.copytree(tmp_path / "full" / "checkpoint-2", tmp_path / "resumed" / "checkpoint-2")
-    result = launch(
+    result = launch_and_succeed(
         "train_cfg.py",
         ["--output_dir", str(tmp_path / "resumed"), *args, "--resume_from_checkpoint", "latest"],
         num_processes=2,
@@ -134,6 +115,10 @@ def test_training_lowers_the_loss_and_keeps_the_checkpoint_limit(tmp_path):
         ]
     )
     train_cfg.main(args)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.model_name == tmp_path.name  # named after the folder, not the staging folder it was written in
+    # the folder's records hold everything its card needs: `python -m training.cfg_card` rebuilds the same card
+    assert str(cards.conditional_ddpm_card(tmp_path)) == str(card)
     history = json.loads((tmp_path / "train_summary.json").read_text())["loss_history"]
     losses = [loss for _, loss in history]
     assert len(losses) == 4 and losses[-1] < losses[0]
@@ -178,6 +163,7 @@ def test_train_ddpm_writes_a_ddpm_pipeline_folder(tmp_path):
     # a local training folder is no Hub dataset id: the card names it in its measured training loss instead
     card = ModelCard.load(tmp_path / "README.md")
     assert card.data.library_name == "diffusers" and card.data.eval_results[0].metric_type == "loss"
+    assert card.data.model_name == tmp_path.name and str(cards.ddpm_card(tmp_path)) == str(card)
 
 
 def test_train_ddpm_reads_an_image_folder(tmp_path):

@@ -7,7 +7,7 @@ bound).
 With no arguments it trains for a few seconds on the embedded MNIST-M / USPS subsets (CPU smoke run).
 Two CPU processes: `accelerate launch --multi_gpu --num_processes 2 training/train_dann.py ...`.
 
-Every split is decoded once into uint8 tensors kept on the training device (training/dann_data.py); batches
+Every split is decoded once into uint8 tensors kept on the training device (training/dann/data.py); batches
 are index slices and augmentation is one batched `grid_sample`, so there is no DataLoader. Each step:
   1. a labelled batch (augmented with --augment) and, in `dann` / `mean_teacher` / `vada` mode, an unlabelled
      target batch, passed through the network together (BatchNorm sees both domains);
@@ -17,14 +17,13 @@ are index slices and augmentation is one batched `grid_sample`, so there is no D
      augmented target view and learns the confident hard labels of a moving-average teacher on the plain
      view; `vada`: DANN plus the target's conditional entropy and its virtual adversarial divergence
      (the prediction kept steady within --vat_epsilon of each target image). The loss terms are in
-     training/dann_methods.py, the evaluation in training/dann_evaluation.py.
+     training/dann/methods.py, the evaluation in training/dann/evaluation.py.
 After training: AdaBN on the target (--adapt_bn), a softmax temperature fitted on source validation images,
 and a Hub-style folder (weights, config, card, metrics) written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -33,23 +32,25 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
-from accelerate.utils import DistributedDataParallelKwargs, ProjectConfiguration, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm.auto import tqdm
 
 from adapters import to_model_range
 from pipelines.command_line import run_command
 from pipelines.dann.modeling_dann import DANNConfig, DANNModel, dann_lambda
-from pipelines.hub.cards import (
-    accuracy_result,
-    build_card,
-    classifier_card_data,
-    classifier_usage_snippets,
-    usage_section,
+from training.checkpoints import (
+    complete_checkpoints,
+    find_checkpoint,
+    load_optimization_entries,
+    load_weights,
+    optimization_entries,
+    read_entry,
+    save_checkpoint,
 )
-from training.dann_args import parse_args
-from training.dann_data import augment, load_splits
-from training.dann_evaluation import accuracy, final_metrics
-from training.dann_methods import (
+from training.dann.args import FREE_FLAGS, parse_args
+from training.dann.data import augment_with_flags, load_splits
+from training.dann.evaluation import accuracy, final_metrics
+from training.dann.methods import (
     MODES,
     adversarial_perturbation,
     domain_loss,
@@ -60,100 +61,38 @@ from training.dann_methods import (
     pseudo_label_loss,
     teacher_logits,
 )
-from training.dann_output import save_model, training_command
+from training.dann.output import OUTPUT_NAMES, dann_card, save_model
+from training.run_folder import check_run_folder, run_identity, write_run_record
 
-__all__ = ["MODES", "main", "model_card", "parse_args"]
+__all__ = ["MODES", "main", "parse_args"]
 
 logger = get_logger(__name__)
 
 
-class TrainingState:
-    """Epoch counter and metric history, saved with every checkpoint so that resuming continues the run."""
-
-    def __init__(self):
-        self.epoch = 0
-        self.history: list[dict] = []
-
-    def state_dict(self):
-        return {"epoch": self.epoch, "history": json.dumps(self.history)}
-
-    def load_state_dict(self, state):
-        self.epoch = int(state["epoch"])
-        self.history = json.loads(state["history"])
-
-
-def model_card(config: DANNConfig, args, final: dict, history: list[dict], num_processes: int) -> str:
-    settings = {k: v for k, v in vars(args).items() if k not in ("output_dir", "resume_from_checkpoint")}
-    adapt_row = ""
-    if "target_val_accuracy_before_adapt_bn" in final:
-        adapt_row = (
-            "| target validation accuracy before re-estimating BatchNorm on the target | "
-            f"{final['target_val_accuracy_before_adapt_bn']:.4f} |\n"
+def check_before_work(args) -> tuple[dict, tuple[int, Path] | None]:
+    """This run's identity and the checkpoint to resume, after refusing a folder or checkpoint of another run."""
+    identity = run_identity(args, FREE_FLAGS)
+    output_dir = Path(args.output_dir)
+    check_run_folder(
+        output_dir,
+        "train_dann.py",
+        identity,
+        OUTPUT_NAMES,
+        "--output_dir",
+        is_ours=lambda path: path.name == "checkpoints" and bool(complete_checkpoints(path, identity)),
+    )
+    root = output_dir / "checkpoints"
+    if not args.resume_from_checkpoint and complete_checkpoints(root, identity):
+        raise FileExistsError(
+            f"{root} already holds checkpoints of this run: pass --resume_from_checkpoint latest "
+            "to continue it, or choose another --output_dir"
         )
-    scale_note = ""
-    if args.augment and min(args.aug_scale) > 1.0:
-        scale_note = (
-            f"The {args.source} training digits were zoomed by {args.aug_scale[0]:g}-{args.aug_scale[1]:g} "
-            f"(the size of {args.target}'s digits), so the accuracy on {args.source} images at their "
-            "own scale is low by design.\n\n"
-        )
-    rows = "\n".join(
-        f"| {h['epoch']} | {h['loss']:.4f} | {h.get('target_val_accuracy', float('nan')):.4f} |" for h in history
-    )
-    data = classifier_card_data(
-        f"dann-{args.source}-{args.target}-{args.mode}",
-        [args.source, args.target],
-        [accuracy_result(args.target, "validation", final["target_val_accuracy"])],
-        tags=["domain-adaptation", "dann", args.source, args.target],
-    )
-    repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DANNModel")
-    use = usage_section(
-        repo_snippet,
-        library_snippet,
-        "transformers",
-        command=f"python -m pipelines.dann --pretrained {args.output_dir} --input_dir DIGITS/ --output_csv pred.csv",
-    )
-    body = f"""# DANN digit classifier: {args.source} -> {args.target} ({args.mode})
-
-`DANNModel` (pipelines/dann/modeling_dann.py), architecture `{config.architecture}`, trained with
-`training/train_dann.py` in `{args.mode}` mode on {num_processes} process(es).
-
-| metric | value |
-|---|---|
-| target ({args.target}) validation accuracy | {final["target_val_accuracy"]:.4f} |
-{adapt_row}| source ({args.source}) validation accuracy, as trained | {final["source_val_accuracy"]:.4f} |
-| labelled training images seen | {final["images_seen"]} |
-| wall time (s), data loading included | {final["wall_time_s"]:.1f} |
-
-{scale_note}Inputs: RGB 28x28 in [-1, 1], resized with PIL bilinear and converted to RGB exactly as
-`adapters.decode_digits` does; `python -m pipelines.dann` applies the same preprocessing.
-
-{use}
-## Reproduce
-
-Data folders as in the project's shared data:
-
-```bash
-{training_command(args)}
-```
-
-## Per-epoch target validation accuracy
-
-| epoch | train loss | target val accuracy |
-|---|---|---|
-{rows}
-
-## Settings
-
-```json
-{json.dumps(settings, indent=2, default=str)}
-```
-"""
-    return str(build_card(data, body))
+    return identity, find_checkpoint(args.resume_from_checkpoint, root, identity)
 
 
 def main(args):
     start = time.perf_counter()
+    identity, checkpoint = check_before_work(args)
     accelerator = Accelerator(
         # Without CUDA, cpu=True makes processes started by `accelerate launch --multi_gpu` join one gloo group.
         cpu=not torch.cuda.is_available(),
@@ -163,9 +102,6 @@ def main(args):
         # A prepared scheduler otherwise steps once per PROCESS at every optimiser step (accelerate assumes
         # the schedule counts single-process batches); ours counts optimiser steps, so step it once.
         step_scheduler_with_optimizer=False,
-        project_config=ProjectConfiguration(
-            project_dir=args.output_dir, automatic_checkpoint_naming=True, total_limit=args.checkpoints_total_limit
-        ),
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     if args.num_threads:
@@ -197,6 +133,9 @@ def main(args):
     if args.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, args.steps_per_epoch)
     total_steps = steps_per_epoch * args.epochs
+    if accelerator.is_main_process:  # every check passed: the folder becomes this run's
+        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+        write_run_record(Path(args.output_dir), "train_dann.py", identity, args)
 
     # 2. model, optimiser, schedule; the mean teacher is a plain copy outside DDP (it never gets gradients)
     config = DANNConfig(
@@ -217,38 +156,35 @@ def main(args):
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     unwrapped = accelerator.unwrap_model(model)
-    state = TrainingState()
-    accelerator.register_for_checkpointing(state)
-    if teacher is not None:
-        accelerator.register_for_checkpointing(teacher)
+    epoch, history = 0, []  # epochs done, one metrics record each
 
-    checkpoints = Path(args.output_dir, "checkpoints")
-    has_checkpoints = checkpoints.is_dir() and any(checkpoints.iterdir())
-    if not args.resume_from_checkpoint and has_checkpoints:
-        raise FileExistsError(
-            f"{checkpoints} already holds checkpoints: pass --resume_from_checkpoint latest "
-            "to continue that run, or choose another --output_dir"
-        )
-    if args.resume_from_checkpoint:
-        path = None if args.resume_from_checkpoint == "latest" else args.resume_from_checkpoint
-        if path is None and not has_checkpoints:
-            logger.info(f"no checkpoint in {checkpoints}; starting from scratch")
-        else:
-            accelerator.load_state(path)
-            # the next automatic checkpoint name continues after the one we resumed from
-            accelerator.project_configuration.iteration = state.epoch
-            logger.info(f"resumed at epoch {state.epoch}")
+    def checkpoint_entries() -> dict:
+        entries = optimization_entries(accelerator, model, optimizer, lr_scheduler)
+        entries["progress"] = {"epoch": epoch, "history": history}
+        if teacher is not None:
+            entries["teacher"] = teacher.state_dict()
+        return entries
+
+    if checkpoint is not None:
+        path = checkpoint[1]
+        load_optimization_entries(accelerator, path, model, optimizer, lr_scheduler)
+        progress_record = read_entry(path, "progress")
+        epoch, history = progress_record["epoch"], progress_record["history"]
+        if teacher is not None:
+            load_weights(teacher, path, "teacher")
+        logger.info(f"resumed from {path} at epoch {epoch}")
+    elif args.resume_from_checkpoint:
+        logger.info(f"no checkpoint of this run in {Path(args.output_dir, 'checkpoints')}; starting from scratch")
 
     # 3. training loop
     progress = tqdm(
         total=total_steps,
-        initial=state.epoch * steps_per_epoch,
+        initial=epoch * steps_per_epoch,
         desc=args.mode,
         disable=not accelerator.is_local_main_process,
         mininterval=30,
     )
-    while state.epoch < args.epochs:
-        epoch = state.epoch
+    while epoch < args.epochs:
         model.train()
         # One generator per epoch seeded from (seed, epoch): the same order on every process, and after a resume.
         generator = torch.Generator(device=device).manual_seed(args.seed * 1000 + epoch)
@@ -261,7 +197,7 @@ def main(args):
             rows = order[step * args.batch_size : (step + 1) * args.batch_size][rank::world]
             images, labels = to_model_range(labelled.train_images[rows]), labelled.train_labels[rows]
             if args.augment:
-                images = augment(images, generator, args, args.aug_scale, backgrounds=True)
+                images = augment_with_flags(images, generator, args, args.aug_scale, backgrounds=True)
             if uses_target:
                 # target rows cycle through a per-epoch permutation of the (unlabelled) target set
                 first = (step * args.batch_size) % max(1, len(target_order) - args.batch_size + 1)
@@ -276,7 +212,7 @@ def main(args):
                 if args.entropy_weight > 0:
                     loss = loss + args.entropy_weight * lambda_p * entropy_loss(out.logits[n:])
             elif args.mode == "mean_teacher":
-                student_view = augment(target_images, generator, args, args.target_aug_scale)
+                student_view = augment_with_flags(target_images, generator, args, args.target_aug_scale)
                 out = model(torch.cat([images, student_view]))
                 pseudo, passed = pseudo_label_loss(
                     out.logits[n:], teacher_logits(teacher, target_images), args.confidence_threshold
@@ -312,28 +248,29 @@ def main(args):
             progress.update(1)
 
         # 4. validation on the target every epoch, for the record only: no choice is made from it
-        state.epoch = epoch + 1
+        epoch += 1
         evaluated = teacher if teacher is not None else unwrapped
         record = {
-            "epoch": state.epoch,
+            "epoch": epoch,
             "loss": loss_sum.item() / steps_per_epoch,
             "learning_rate": optimizer.param_groups[0]["lr"],
         }
-        if state.epoch % args.eval_every == 0 or state.epoch == args.epochs:
+        if epoch % args.eval_every == 0 or epoch == args.epochs:
             record["target_val_accuracy"] = accuracy(
                 evaluated, target.val_images, target.val_labels, args.eval_batch_size
             )
         record["elapsed_s"] = time.perf_counter() - start
         if teacher is not None:
             record["pseudo_label_fraction"] = passed_sum.item() / steps_per_epoch
-        state.history.append(record)
+        history.append(record)
         logger.info(
-            f"epoch {state.epoch}/{args.epochs}: "
+            f"epoch {epoch}/{args.epochs}: "
             + ", ".join(f"{key} {value:.4f}" for key, value in record.items() if key not in ("epoch", "elapsed_s")),
             main_process_only=True,
         )
-        if state.epoch % args.checkpoint_every == 0 or state.epoch == args.epochs:
-            accelerator.save_state()
+        if epoch % args.checkpoint_every == 0 or epoch == args.epochs:
+            root = Path(args.output_dir, "checkpoints")
+            save_checkpoint(accelerator, root, epoch, identity, checkpoint_entries, args.checkpoints_total_limit)
     progress.close()
     accelerator.wait_for_everyone()
 
@@ -341,9 +278,9 @@ def main(args):
     final_model = unwrapped
     if teacher is not None:
         unwrapped.load_state_dict(teacher.state_dict())
-    final = final_metrics(final_model, args, source, target, state.history, total_steps, world, start)
+    final = final_metrics(final_model, args, source, target, history, total_steps, world, start)
     if accelerator.is_main_process:
-        card = model_card(config, args, final, state.history, world)
+        card = dann_card(config, args, final, history, world)
         save_model(final_model, Path(args.output_dir), card, final)
         logger.info(f"saved {args.output_dir}: target val accuracy {final['target_val_accuracy']:.4f}")
     accelerator.end_training()

@@ -14,35 +14,33 @@ accuracy, eval_results.json and confusion_matrix.png. Checkpoints for resuming g
 """
 
 import argparse
-import json
 import logging
 import math
-import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
-from matplotlib.figure import Figure
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
-from adapters import decode_digits, load_digits, to_model_range, write_folder_atomically
+from adapters import to_model_range
 from pipelines.command_line import run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, format_report
-from pipelines.hub.cards import (
-    accuracy_result,
-    build_card,
-    classifier_card_data,
-    classifier_usage_snippets,
-    usage_section,
+from training.checkpoints import (
+    find_checkpoint,
+    is_checkpoint_of,
+    load_optimization_entries,
+    optimization_entries,
+    save_checkpoint,
 )
-from training.dann_data import random_affine
+from training.classifier.output import MODEL_NAMES, save_classifier
+from training.dann.data import load_splits, random_affine
+from training.run_folder import RUN_RECORD, check_run_folder, run_identity, write_run_record
 
 logger = get_logger(__name__)
 
@@ -98,7 +96,7 @@ def parse_args(argv=None):
     return args
 
 
-def augment(images: torch.Tensor, args) -> torch.Tensor:
+def random_shift_and_rotation(images: torch.Tensor, args) -> torch.Tensor:
     """Small random shifts and rotations (no zoom, no flips: digits keep their identity).
 
     The DANN trainer's random_affine, drawing from torch's global generator: accelerate's save_state stores
@@ -120,84 +118,42 @@ def evaluate(model: DigitClassifier, images: torch.Tensor, labels: torch.Tensor,
     return accuracy_report(predictions, labels)
 
 
-def plot_confusion_matrix(confusion: list[list[int]], path: Path, title: str):
-    from sklearn.metrics import ConfusionMatrixDisplay
+# Flags a resumed run may change and still be the same run (training/run_folder.py): where it is written, how
+# long it runs, how often it saves, how fast it computes.
+FREE_FLAGS = (
+    "output_dir",
+    "project_dir",
+    "resume_from_checkpoint",
+    "num_epochs",
+    "max_train_steps",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "eval_batch_size",
+    "num_threads",
+)
+# The top-level names a run writes into --project_dir and into --output_dir.
+PROJECT_NAMES = ("checkpoint-*", ".checkpoint-*", "logs", RUN_RECORD)
+SCRIPT = "train_digit_classifier.py"
 
-    fig = Figure(figsize=(5.2, 4.6))
-    ax = fig.subplots()
-    display = ConfusionMatrixDisplay(np.asarray(confusion), display_labels=list(range(len(confusion))))
-    display.plot(ax=ax, cmap="Blues", values_format="d", text_kw={"fontsize": 6})
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
-
-def model_card(args, report: dict, num_train: int, num_params: int) -> str:
-    accuracy = report["accuracy"]
-    rows = "\n".join(
-        f"| {digit} | {row['correct']} / {row['total']} | {row['accuracy']:.4f} |"
-        for digit, row in report["per_digit"].items()
+def check_before_work(args) -> tuple[dict, tuple[int, Path] | None]:
+    """This run's identity and the checkpoint to resume, after refusing folders or a checkpoint of another run."""
+    identity = run_identity(args, FREE_FLAGS)
+    project_dir = Path(args.project_dir)
+    check_run_folder(
+        project_dir,
+        SCRIPT,
+        identity,
+        PROJECT_NAMES,
+        "--project_dir",
+        is_ours=lambda path: is_checkpoint_of(path, identity),
     )
-    source = args.data_source or f"embedded {args.dataset}-mini"
-    command = (
-        "python -m training.train_digit_classifier"
-        + (f" --data_source {args.data_source}" if args.data_source else "")
-        + f" --num_epochs {args.num_epochs} --output_dir {args.output_dir}"
-    )
-    data = classifier_card_data(
-        Path(args.output_dir).name,
-        [args.dataset],
-        [accuracy_result(args.dataset, "validation", accuracy)],
-        tags=[args.dataset, "guided-diffusion-da"],
-    )
-    repo_snippet, library_snippet = classifier_usage_snippets(str(args.output_dir), "DigitClassifier")
-    use = usage_section(
-        repo_snippet,
-        library_snippet,
-        "transformers",
-        command=f"python -m pipelines.digit_classifier --pretrained {args.output_dir} --images DIR",
-    )
-    body = f"""# {args.dataset} digit classifier
-
-A small CNN ({num_params:,} parameters: three stages of two 3x3 conv-BN-ReLU layers with channels
-{tuple(args.block_channels)}, global average pooling, a linear head) that recognises digits 0-9 in
-{args.image_size}x{args.image_size} RGB images. It scores the digits generated by the conditional DDPM
-(`python -m pipelines.digit_classifier`), as the course scored its 1000 generated images with a small LeNet.
-
-**Validation accuracy: {accuracy:.4f}** ({report["correct"]} / {report["total"]} images of the
-{args.dataset} validation split, never seen in training; one run, final weights, no model selection).
-
-## Training
-
-- Data: {num_train:,} images of the {args.dataset} train split ({source}), resized to
-  {args.image_size}x{args.image_size} with bilinear filtering, scaled to [-1, 1].
-- Augmentation: random shifts of up to {args.max_shift:g} px and rotations of up to {args.max_rotation:g}
-  degrees (edges padded with replicated border pixels); no flips.
-- AdamW, learning rate {args.learning_rate:g} ({args.lr_scheduler} schedule, warm-up over
-  {args.lr_warmup_fraction:.0%} of the steps), weight decay {args.weight_decay:g}, batch {args.train_batch_size},
-  {args.num_epochs} epochs, seed {args.seed}.
-- Command: `{command}`
-
-## Per-digit validation accuracy
-
-| digit | correct / total | accuracy |
-|---|---|---|
-{rows}
-
-![confusion matrix](confusion_matrix.png)
-
-{use}
-## Limitations
-
-Trained on MNIST-M only: its accuracy on other digit styles (SVHN, USPS) is not measured here. A generated
-image it labels correctly is a recognisable digit, not necessarily a realistic MNIST-M image.
-"""
-    return str(build_card(data, body))
+    check_run_folder(Path(args.output_dir), SCRIPT, identity, MODEL_NAMES, "--output_dir")
+    return identity, find_checkpoint(args.resume_from_checkpoint, project_dir, identity)
 
 
 def main(args):
+    identity, checkpoint = check_before_work(args)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     project_dir = Path(args.project_dir)
@@ -205,29 +161,29 @@ def main(args):
         cpu=not torch.cuda.is_available(),  # so that CPU processes launched together join one process group
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
-        project_config=ProjectConfiguration(
-            project_dir=str(project_dir),
-            logging_dir=str(project_dir / "logs"),
-            total_limit=args.checkpoints_total_limit,
-        ),
+        project_config=ProjectConfiguration(project_dir=str(project_dir), logging_dir=str(project_dir / "logs")),
         log_with="tensorboard",
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(message)s", level=logging.INFO)
     set_seed(args.seed)
 
-    train_images, train_labels = decode_digits(load_digits(args.dataset, args.data_source, "train"), args.image_size)
-    val_images, val_labels = decode_digits(load_digits(args.dataset, args.data_source, "validation"), args.image_size)
-    logger.info(f"train {len(train_labels)} images, validation {len(val_labels)} images")
+    # the DANN trainer's splits: a dataset without a validation split holds out the last 100 images per class
+    data = load_splits(args.dataset, args.data_source, image_size=args.image_size)
+    logger.info(f"train {len(data.train_labels)} images, validation {len(data.val_labels)} images ({data.val_note})")
 
     model = DigitClassifier(block_channels=tuple(args.block_channels), image_size=args.image_size, dropout=args.dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     loader = DataLoader(
-        TensorDataset(train_images, train_labels),
+        TensorDataset(data.train_images, data.train_labels),
         batch_size=args.train_batch_size,
         shuffle=True,
         drop_last=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
+    if len(loader) == 0:
+        raise ValueError(
+            f"--train_batch_size {args.train_batch_size} exceeds the {len(loader.dataset)} training images"
+        )
     steps_per_epoch = math.ceil(len(loader) / args.gradient_accumulation_steps)
     max_train_steps = args.max_train_steps if args.max_train_steps is not None else args.num_epochs * steps_per_epoch
     num_epochs = math.ceil(max_train_steps / steps_per_epoch)
@@ -238,18 +194,19 @@ def main(args):
         num_training_steps=max_train_steps * accelerator.num_processes,
     )
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
+    if accelerator.is_main_process:  # every check passed: the folder becomes this run's
+        project_dir.mkdir(parents=True, exist_ok=True)
+        write_run_record(project_dir, SCRIPT, identity, args)
     if accelerator.is_main_process:
         accelerator.init_trackers("digit-classifier", config={k: str(v) for k, v in vars(args).items()})
 
     global_step = 0
-    if args.resume_from_checkpoint:
-        checkpoint = _find_checkpoint(project_dir, args.resume_from_checkpoint)
-        if checkpoint is None:
-            logger.info(f"no checkpoint found in {project_dir}; starting a new run")
-        else:
-            accelerator.load_state(str(checkpoint))
-            global_step = int(checkpoint.name.split("-")[1])
-            logger.info(f"resumed from {checkpoint} at step {global_step}")
+    if checkpoint is not None:
+        global_step, path = checkpoint
+        load_optimization_entries(accelerator, path, model, optimizer, lr_scheduler)
+        logger.info(f"resumed from {path} at step {global_step}")
+    elif args.resume_from_checkpoint:
+        logger.info(f"no checkpoint of this run in {project_dir}; starting a new run")
     first_epoch = global_step // steps_per_epoch
     resume_batches = (global_step % steps_per_epoch) * args.gradient_accumulation_steps
 
@@ -259,7 +216,7 @@ def main(args):
         batches = accelerator.skip_first_batches(loader, resume_batches) if epoch == first_epoch else loader
         for images, labels in batches:
             with accelerator.accumulate(model):
-                pixel_values = augment(to_model_range(images), args)
+                pixel_values = random_shift_and_rotation(to_model_range(images), args)
                 loss = F.cross_entropy(model(pixel_values), labels)
                 accelerator.backward(loss)
                 optimizer.step()
@@ -272,11 +229,18 @@ def main(args):
                 progress.set_postfix(**logs)
                 accelerator.log(logs, step=global_step)
                 if global_step % args.checkpointing_steps == 0:
-                    _save_checkpoint(accelerator, project_dir, global_step, args.checkpoints_total_limit)
+                    save_checkpoint(
+                        accelerator,
+                        project_dir,
+                        global_step,
+                        identity,
+                        lambda: optimization_entries(accelerator, model, optimizer, lr_scheduler),
+                        args.checkpoints_total_limit,
+                    )
             if global_step >= max_train_steps:
                 break
         if accelerator.is_main_process:
-            report = evaluate(accelerator.unwrap_model(model), val_images, val_labels, args.eval_batch_size)
+            report = evaluate(accelerator.unwrap_model(model), data.val_images, data.val_labels, args.eval_batch_size)
             accelerator.log({"val_accuracy": report["accuracy"]}, step=global_step)
             logger.info(f"epoch {epoch + 1}/{num_epochs}: validation accuracy {report['accuracy']:.4f}")
     progress.close()
@@ -284,42 +248,13 @@ def main(args):
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(model)
-        report = evaluate(model, val_images, val_labels, args.eval_batch_size)
+        report = evaluate(model, data.val_images, data.val_labels, args.eval_batch_size)
         logger.info("validation\n" + format_report(report))
-        num_params = sum(p.numel() for p in model.parameters())
-
-        def write(folder: Path):
-            model.save_pretrained(folder)
-            (folder / "eval_results.json").write_text(json.dumps({"split": "validation", **report}, indent=2))
-            plot_confusion_matrix(
-                report["confusion_matrix"],
-                folder / "confusion_matrix.png",
-                f"{args.dataset} validation, accuracy {report['accuracy']:.4f}",
-            )
-            (folder / "README.md").write_text(model_card(args, report, len(train_labels), num_params))
-
-        write_folder_atomically(args.output_dir, write)
+        save_classifier(
+            model, args, report, len(data.train_labels), mark_run=lambda f: write_run_record(f, SCRIPT, identity, args)
+        )
         logger.info(f"saved the classifier to {args.output_dir}")
     accelerator.end_training()
-
-
-def _find_checkpoint(project_dir: Path, name: str):
-    if name != "latest":
-        path = Path(name)
-        if not path.is_dir():
-            raise FileNotFoundError(f"checkpoint folder {name} does not exist")
-        return path
-    checkpoints = sorted(project_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return checkpoints[-1] if checkpoints else None
-
-
-def _save_checkpoint(accelerator, project_dir: Path, step: int, total_limit: int):
-    if accelerator.is_main_process and total_limit is not None:
-        # Make room first, as the diffusers examples do: keep total_limit - 1 old ones plus the new one.
-        checkpoints = sorted(project_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-        for old in checkpoints[: max(0, len(checkpoints) - total_limit + 1)]:
-            shutil.rmtree(old)
-    accelerator.save_state(str(project_dir / f"checkpoint-{step}"))
 
 
 if __name__ == "__main__":

@@ -248,3 +248,9 @@ def refresh_card(folder: str | Path, data: ModelCardData, section: str) -> Model
     card = build_card(data, with_usage_section(ModelCard.load(path).text, section))
     card.save(path)
     return card
+
+
+def classifier_use_section(ref: str, model_class: str, command: str) -> str:
+    """The "## Use" section of a digit classifier card: its command, then both snippets (`model_class`: as in
+    `classifier_usage_snippets`)."""
+    return usage_section(*classifier_usage_snippets(ref, model_class), "transformers", command=command)

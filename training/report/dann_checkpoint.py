@@ -20,9 +20,9 @@ import torch
 from adapters import to_model_range
 from pipelines.command_line import run_command
 from pipelines.dann.modeling_dann import DANNModel
-from training.dann_args import parse_args as parse_train_args
-from training.dann_data import augment, load_splits
-from training.dann_evaluation import (
+from training.dann.args import parse_args as parse_train_args
+from training.dann.data import augment_with_flags, load_splits
+from training.dann.evaluation import (
     eval_logits,
     expected_calibration_error,
     fit_temperature,
@@ -52,7 +52,7 @@ def main(args) -> dict:
     target = load_splits(train.target, train.target_dir)
     calibration = to_model_range(source.val_images)
     if train.augment:
-        calibration = augment(calibration, torch.Generator().manual_seed(train.seed), train, train.aug_scale)
+        calibration = augment_with_flags(calibration, torch.Generator().manual_seed(train.seed), train, train.aug_scale)
     temperature = fit_temperature(logits_with_own_statistics(model, calibration, 1024), source.val_labels)
     logits = eval_logits(model, target.val_images, 1024)
     result = {

@@ -37,7 +37,7 @@ from adapters.folders import write_file_atomically
 from pipelines.command_line import run_command
 from pipelines.dann.modeling_dann import DANNModel
 from training import train_dann
-from training.dann_data import load_splits, random_affine
+from training.dann.data import load_splits, random_affine
 
 # The report's rows (training/report/markdown.py prints these three); ROWS adds the methods beyond it.
 MODE_ROWS = {"source_only": "trained on source", "dann": "DANN", "target_only": "trained on target"}

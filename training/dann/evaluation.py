@@ -18,7 +18,7 @@ from PIL import Image
 
 from adapters import DIGIT_DATASETS, load_digits, to_model_range
 from adapters.digits import open_image
-from training.dann_data import augment
+from training.dann.data import augment_with_flags
 
 
 def _batchnorms(model: nn.Module) -> list[nn.Module]:
@@ -151,7 +151,7 @@ def final_metrics(model, args, source, target, history: list[dict], total_steps:
     # each batch normalised by its own statistics; target labels never enter.
     calibration = to_model_range(source.val_images)
     if args.augment:
-        calibration = augment(
+        calibration = augment_with_flags(
             calibration, torch.Generator(device=calibration.device).manual_seed(args.seed), args, args.aug_scale
         )
     source_logits = logits_with_own_statistics(model, calibration, args.eval_batch_size).cpu()

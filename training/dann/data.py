@@ -206,7 +206,9 @@ def random_background(images: torch.Tensor, generator: torch.Generator, probabil
     return torch.where(chosen.to(images.device).view(-1, 1, 1, 1), blended, images)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator, args, scale, backgrounds: bool = False) -> torch.Tensor:
+def augment_with_flags(
+    images: torch.Tensor, generator: torch.Generator, args, scale, backgrounds: bool = False
+) -> torch.Tensor:
     """train_dann's --augment: affine (zoom range `scale`); --aug_thicken and --aug_background (labelled
     images only: `backgrounds=True`); then --aug_invert / --aug_channel_invert / --aug_resample. `args` is
     anything with those attributes (the parsed flags)."""

@@ -1,23 +1,15 @@
-"""The end of a diffusion training run: the summary, the Hub-style folder written atomically, the upload."""
+"""The end of a diffusion training run: the result, the records of its folder, the upload."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from diffusers import UNet2DModel
-
-from adapters.folders import write_folder_atomically
-
-# What training leaves in --output_dir besides the exported pipeline; it must survive the export.
-TRAINING_ARTEFACTS = ("checkpoint-", "logs", "samples", "train_summary.json")
 
 
 @dataclass
@@ -31,9 +23,9 @@ class TrainResult:
     num_processes: int
     stopped_by_time: bool = False
 
-    def save_summary(self, output_dir: Path) -> None:
-        summary = {k: v for k, v in vars(self).items() if k != "unet"}
-        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    def summary(self) -> dict:
+        """Every field but the model, for train_summary.json."""
+        return {k: v for k, v in vars(self).items() if k != "unet"}
 
 
 def finish_training(
@@ -48,8 +40,8 @@ def finish_training(
     global_step: int,
     stopped_by_time: bool,
 ) -> TrainResult:
-    """The end of train_cfg.py / train_ddpm.py's loop: unwrap the UNet, load the EMA weights into it, close
-    the run on every process, and (main process only) write `train_summary.json` to `args.output_dir`."""
+    """The end of the training loop: unwrap the UNet, load the EMA weights into it, close the run on every
+    process."""
     model = accelerator.unwrap_model(unet, keep_torch_compile=False)
     ema.copy_to(model.parameters())
     model = model.to(memory_format=torch.contiguous_format)  # a --channels_last run saves plain tensors
@@ -66,46 +58,11 @@ def finish_training(
         num_processes=accelerator.num_processes,
         stopped_by_time=stopped_by_time,
     )
-    if accelerator.is_main_process:
-        result.save_summary(Path(args.output_dir))
     return result
-
-
-def write_model_card(path: Path, front_matter: dict, body: str) -> None:
-    text = "---\n" + yaml.safe_dump(front_matter, sort_keys=False) + "---\n\n" + body.strip() + "\n"
-    path.write_text(text)
 
 
 def training_args_json(args) -> str:
     return json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, indent=2) + "\n"
-
-
-def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # a filesystem without hard links
-        shutil.copy2(source, target)
-
-
-def publish(output_dir: Path, write_export: Callable[[Path], None]) -> None:
-    """Replace `output_dir` whole by a staged folder holding the new export and the run's training files.
-
-    Checkpoints, logs and samples live in `output_dir` too; they are hard-linked into the staging folder
-    (no copy of the data, and the originals stay intact until the final rename), so that the atomic swap
-    of adapters.folders.write_folder_atomically keeps them.
-    """
-
-    def write(staging: Path) -> None:
-        write_export(staging)
-        for entry in sorted(output_dir.iterdir()) if output_dir.is_dir() else []:
-            if not entry.name.startswith(TRAINING_ARTEFACTS):
-                continue
-            if entry.is_dir():
-                shutil.copytree(entry, staging / entry.name, copy_function=_link_or_copy)
-            else:
-                _link_or_copy(str(entry), str(staging / entry.name))
-
-    write_folder_atomically(output_dir, write, replace_unmarked=True)  # `write` carries the run's files over
 
 
 def push_folder_to_hub(folder: Path, repo_id: str) -> str:

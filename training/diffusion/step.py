@@ -6,8 +6,8 @@ exactly what an uninterrupted run would have done, with no generator state to sa
 
 Speed: the images live on the training device as uint8, a batch is an index into them, and noise, t and
 label dropout are drawn on that device by a generator reseeded per micro-step: nothing is copied from the
-host per step. On the CPU the draws are those of the earlier host-side code, in the same order, so CPU
-results are unchanged (tests/test_fast_training.py compares against weights made before this change).
+host per step. The draws and their order are a contract (`diffusion_loss`): on the CPU they give the numbers of
+the recorded reference run in tests/data, so a CPU run today trains the same model as the runs it documents.
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def to_model_input(images_u8: torch.Tensor, channels_last: bool = False) -> torc
 def make_optimizer(parameters, args, device: torch.device) -> torch.optim.AdamW:
     """AdamW; on CUDA the fused kernel (one launch for all tensors instead of one per tensor group).
 
-    On the CPU the default (foreach) implementation stays, so CPU results are those of before.
+    On the CPU the default (foreach) implementation stays: the one of the reference run in tests/data, which
+    CPU runs are checked against (tests/test_fast_training.py).
     """
     fused = device.type == "cuda"
     return torch.optim.AdamW(parameters, lr=args.learning_rate, weight_decay=args.adam_weight_decay, fused=fused)

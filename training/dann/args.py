@@ -6,7 +6,20 @@ import argparse
 
 from adapters import DIGIT_DATASETS
 from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS
-from training.dann_methods import MODES
+from training.dann.methods import MODES
+
+# Flags a resumed run may change and still be the same run (training/run_folder.py): where it is written, how
+# many epochs it runs, how often it saves and evaluates, how fast it computes.
+FREE_FLAGS = (
+    "output_dir",
+    "resume_from_checkpoint",
+    "epochs",
+    "checkpoint_every",
+    "checkpoints_total_limit",
+    "eval_every",
+    "eval_batch_size",
+    "num_threads",
+)
 
 
 def parse_args(argv=None):
@@ -98,12 +111,7 @@ def parse_args(argv=None):
         "changes are the source's)",
     )
     parser.add_argument("--consistency_weight", type=float, default=1.0, help="mean_teacher: pseudo-label weight")
-    parser.add_argument(
-        "--confidence_threshold",
-        type=float,
-        default=0.95,
-        help="mean_teacher: teacher probability a pseudo-label needs to count",
-    )
+    parser.add_argument("--confidence_threshold", type=float, default=0.95, help="mean_teacher: pseudo-label cutoff")
     parser.add_argument("--ema_decay", type=float, default=0.99, help="mean_teacher: teacher moving-average decay")
     parser.add_argument(
         "--target_weight",
