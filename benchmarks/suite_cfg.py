@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from variants import autocast, parse_variant, sampling_generator, sampling_unet
 
+import hub_cards
 from pipelines.conditional_ddpm import course_output
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import make_scheduler
@@ -21,7 +22,6 @@ from pipelines.digit_classifier.score import score_folder
 from training import train_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
-CLASSIFIER = ROOT / "hub_cards" / "mnistm-digit-classifier"
 EAGER_TRAIN = [
     "old",
     "old+device_data",
@@ -239,7 +239,7 @@ def sample_and_score(ctx, model_dir: Path, choice: dict) -> dict:
     variant = choice.get("sample_variant", "new")
     settings = parse_variant(variant)
     unet = sampling_unet(pipe.unet, settings)
-    classifier = DigitClassifier.from_pretrained(CLASSIFIER).to(device)
+    classifier = DigitClassifier.from_pretrained(hub_cards.path("mnistm-digit-classifier")).to(device)
     rows = []
     for sampler, steps in (("ddpm", s.ddpm_steps), ("ddim", s.ddim_steps), (s.fast_sampler, s.fast_steps)):
         run = ConditionalDDPMPipeline(unet, make_scheduler(sampler, pipe.scheduler.config), pipe.config.null_class_id)

@@ -74,15 +74,15 @@ def test_few_steps_use_the_nearest_visited_frames(tiny_pipeline_dir):
     visited = cfg_figures.visited_timesteps(pipe, 4)
     frames = cfg_figures.nearest_visited(cfg_figures.REPORT_FRAMES, visited)
     assert set(frames) <= set(visited) and frames[-1] == 1
-    out = cfg_figures.sample_grid(pipe, 2.0, per_digit=1, steps=4, seed=0, capture=frames)
+    out = cfg_figures.sample_each_digit(pipe, 2.0, per_digit=1, steps=4, seed=0, capture=frames)
     assert set(out.intermediates) == set(frames)
 
 
 def test_sampling_is_seeded(tiny_pipeline_dir):
     pipe = cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="ddim")
-    first = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=3).images
-    again = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=3).images
-    other = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=4).images
+    first = cfg_figures.sample_each_digit(pipe, 0.5, per_digit=1, steps=2, seed=3).images
+    again = cfg_figures.sample_each_digit(pipe, 0.5, per_digit=1, steps=2, seed=3).images
+    other = cfg_figures.sample_each_digit(pipe, 0.5, per_digit=1, steps=2, seed=4).images
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 

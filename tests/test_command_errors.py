@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.command_line import check_pretrained
-
 REPO = Path(__file__).resolve().parents[1]
 
 # (module, arguments, words the error line must contain); {tmp} is a fresh folder, {missing} a path in it.
@@ -63,19 +61,3 @@ def test_user_error_is_one_line_and_exit_status_2(tmp_path, module, arguments, w
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], done.stderr
     assert not (tmp_path / "out").exists()  # refused before anything was written
-
-
-def test_check_pretrained_names_a_missing_folder(tmp_path, monkeypatch):
-    assert check_pretrained(tmp_path) == str(tmp_path)
-    with pytest.raises(FileNotFoundError, match="--pretrained folder .*nope does not exist"):
-        check_pretrained(tmp_path / "nope")
-    (tmp_path / "file").write_text("")
-    with pytest.raises(NotADirectoryError, match="is a file"):
-        check_pretrained(tmp_path / "file")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    assert check_pretrained("owner/model") == "owner/model"  # online, a Hub id is left to the library
-    with pytest.raises(FileNotFoundError, match="--classifier folder owner/model does not exist"):
-        check_pretrained("owner/model", "--classifier", hub=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    with pytest.raises(FileNotFoundError, match="HF_HUB_OFFLINE is set"):
-        check_pretrained("owner/model")

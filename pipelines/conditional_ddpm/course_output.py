@@ -1,7 +1,7 @@
 """Course output for the conditional DDPM: `{digit}_{001..100}.png` for the digits 0-9.
 
-    python -m pipelines.conditional_ddpm --pretrained hub_cards/cfg-mnistm --output_dir out/
-    python -m pipelines.conditional_ddpm --pretrained hub_cards/cfg-mnistm --output_dir out/ --scheduler ddim
+    python -m pipelines.conditional_ddpm --output_dir out/                              # the shipped cfg-mnistm
+    python -m pipelines.conditional_ddpm --pretrained cfg-mnistm-small --output_dir out/ --scheduler ddim
 
 Each file is a 28x28 RGB PNG (the model's sample size) whose name starts with its digit, the layout the
 course's digit classifier grades. `--guidance` is the report's w (diffusers' guidance_scale = 1 + w).
@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import check_pretrained, run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
@@ -49,9 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--pretrained",
-        type=Path,
-        default=Path("hub_cards/cfg-mnistm"),
-        help="a ConditionalDDPMPipeline folder",
+        default="cfg-mnistm",
+        help="a ConditionalDDPMPipeline folder, or a shipped model's name (cfg-mnistm, cfg-mnistm-small)",
     )
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--guidance", type=float, default=2.0, help="w in eps = (1+w) eps(c) - w eps(null)")
@@ -94,11 +93,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    check_pretrained(args.pretrained, hub=False)
-    if not (args.pretrained / "model_index.json").is_file():
+    args.pretrained = resolve_pretrained(args.pretrained, hub=False)
+    if not (Path(args.pretrained) / "model_index.json").is_file():
         raise FileNotFoundError(
             f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
-            "the shipped ones are hub_cards/cfg-mnistm and hub_cards/cfg-mnistm-small"
+            "the shipped ones are cfg-mnistm and cfg-mnistm-small"
         )
     check_output_dir(args.output_dir, args.overwrite)
     return args
