@@ -4,6 +4,7 @@ The library-only route runs in a subprocess where this repository's packages can
 finder refuses them), offline, with its own HF_HOME so that the folders' code is imported fresh.
 """
 
+import ast
 import json
 import os
 import shutil
@@ -162,6 +163,46 @@ def test_shipped_code_copies_are_the_package_source():
     assert remote_code.main(remote_code.parse_args(["--check", *(str(HUB_CARDS / n) for n in MODEL_FOLDERS)])) == {}
 
 
+# What a folder's code may import under trust_remote_code: the standard library, the libraries that load it (and
+# safetensors, which both of them require) and its sibling files. Anything else, such as `pipelines`, would import
+# whatever module of that name the user's working folder holds.
+REMOTE_CODE_LIBRARIES = {"torch", "numpy", "PIL", "diffusers", "transformers", "safetensors"}
+
+
+def test_remote_code_imports_only_the_libraries_and_its_sibling_files():
+    files = sorted(path for name in MODEL_FOLDERS for path in (HUB_CARDS / name).glob("*.py"))
+    assert len(files) >= 10
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):  # every import, also inside try / if / functions
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 1 and (path.parent / f"{node.module}.py").is_file(), (path, node.module)
+                continue
+            else:
+                continue
+            for module in modules:
+                top = module.partition(".")[0]
+                assert top in sys.stdlib_module_names or top in REMOTE_CODE_LIBRARIES, f"{path} imports {module}"
+
+
+def test_the_package_imports_each_shared_file_from_one_source():
+    # transformers copies a model's relative imports from the model file's own folder: the package's siblings
+    # must be the very files the Hub folders get (pipelines/dann links to the digit classifier's)
+    for module in remote_code.CODE_MODULES:
+        folder = remote_code.source_file(module).parent
+        for sibling in remote_code.sibling_imports(module):
+            assert (folder / f"{sibling}.py").samefile(remote_code.source_file(sibling)), (module, sibling)
+    assert remote_code.required_modules(HUB_CARDS / "dann-mnistm-usps") == [
+        "configuration_dann",
+        "image_processing_digits",
+        "modeling_dann",
+        "pretrained_helpers",
+    ]
+
+
 def test_a_stale_copy_is_found_and_refreshed(tmp_path):
     folder = tmp_path / "dann"
     DANNModel(DANNConfig(architecture="report")).save_pretrained(folder)
@@ -254,6 +295,7 @@ def test_dry_run_lists_exactly_the_files_that_would_go_up(tmp_path, capsys):
             "model.safetensors",
             "modeling_dann.py",
             "preprocessor_config.json",
+            "pretrained_helpers.py",
         ]
     )
     assert capsys.readouterr().out.splitlines()[:-1] == listed

@@ -1,9 +1,12 @@
 """The configuration of `DigitClassifier`, a transformers `PreTrainedConfig` saved as `config.json`.
 
-This file is copied into model folders for `trust_remote_code`: it imports only transformers.
+This file is copied into model folders for `trust_remote_code`: it imports only transformers and its sibling
+`pretrained_helpers`.
 """
 
 from transformers import PretrainedConfig
+
+from .pretrained_helpers import same_model_config
 
 
 class DigitClassifierConfig(PretrainedConfig):
@@ -39,16 +42,5 @@ class DigitClassifierConfig(PretrainedConfig):
         if self.num_labels != self.num_classes:
             raise ValueError(f"id2label names {self.num_labels} classes but num_classes is {self.num_classes}")
 
-    def __eq__(self, other):
-        # Two configs that build the same model are equal, whichever transformers version, dtype or
-        # save (which adds `architectures` and `auto_map`) they went through.
-        if not isinstance(other, type(self)):
-            return NotImplemented
-        bookkeeping = ("transformers_version", "dtype", "architectures", "auto_map", "_name_or_path")
-        return all(
-            self.to_dict().get(k) == other.to_dict().get(k)
-            for k in set(self.to_dict()) | set(other.to_dict())
-            if k not in bookkeeping
-        )
-
+    __eq__ = same_model_config  # equal when they build the same model, whatever save they went through
     __hash__ = None  # mutable, like every dataclass with an __eq__
