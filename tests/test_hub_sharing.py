@@ -23,7 +23,16 @@ from PIL import Image
 from adapters import decode_digits, digit_pixel_values, load_digits, read_image_file
 from pipelines import ConditionalDDPMPipeline, DANNConfig, DANNModel, DDIMFromNoisePipeline, DigitClassifier
 from pipelines.hub import publish, remote_code
-from pipelines.hub.cards import DATASET_IDS, build_card, card_data, classifier_usage_snippets, diffusion_usage_snippets
+from pipelines.hub.cards import (
+    DATASET_IDS,
+    accuracy_result,
+    build_card,
+    card_data,
+    classifier_usage_snippets,
+    diffusion_usage_snippets,
+    refresh_card,
+    save_card,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HUB_CARDS = REPO_ROOT / "hub_cards"
@@ -270,17 +279,35 @@ def test_shipped_cards_carry_metadata_measured_numbers_and_both_snippets():
         assert "trust_remote_code=True" in card.text and "from pipelines import" in card.text
 
 
-def write_card(folder: Path) -> None:
-    data = card_data(
+def classifier_data(name: str, results=()):
+    return card_data(
         library_name="transformers",
         pipeline_tag="image-classification",
         datasets=["flwrlabs/usps"],
-        model_name="x",
-        eval_results=[],
+        model_name=name,
+        eval_results=list(results),
         tags=[],
-        metrics=[],
+        metrics=["accuracy"],
     )
-    build_card(data, "# x\n").save(folder / "README.md")
+
+
+def write_card(folder: Path) -> None:
+    save_card(build_card(classifier_data("x"), "# x\n"), folder)
+
+
+def test_a_refreshed_card_gets_new_metadata_and_use_section_and_keeps_the_rest(tmp_path):
+    body = "# Model\n\nIntro.\n\n## Use\n\nold snippet\n\n## Training\n\nkept\n"
+    assert save_card(build_card(classifier_data("x"), body), tmp_path) == tmp_path / "README.md"
+    refresh_card(tmp_path, classifier_data("y", [accuracy_result("usps", "validation", 0.51234)]), "## Use\n\nnew\n")
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.model_name == "y" and card.data.eval_results[0].metric_value == 0.5123
+    assert card.data.eval_results[0].dataset_type == DATASET_IDS["usps"]
+    text = card.text
+    assert "Intro." in text and "new" in text and "old snippet" not in text
+    assert text.index("## Use") < text.index("## Training") < text.index("kept")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # written whole, no temporary left
+    with pytest.raises(FileNotFoundError, match="no README.md card to refresh"):
+        refresh_card(tmp_path / "none", classifier_data("z"), "## Use\n")
 
 
 def test_dry_run_lists_exactly_the_files_that_would_go_up(tmp_path, capsys):
