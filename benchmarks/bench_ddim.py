@@ -1,10 +1,10 @@
 """Time DDIM sampling from given noises: 50 steps for 10 images by default.
 
     # the shipped LFW model on the CPU
-    python benchmarks/bench_ddim.py --device cpu
+    python -m benchmarks.bench_ddim --device cpu
     # a randomly initialised UNet2DModel of the DDPM CelebA-HQ 256 architecture (~114M parameters,
     # 256x256, the size of the course's face model), on a GPU
-    python benchmarks/bench_ddim.py --celebahq --device cuda [--dtype bf16]
+    python -m benchmarks.bench_ddim --celebahq --device cuda [--dtype bf16]
 
 Prints one JSON line: the model, its parameter count, the device and the seconds of the timed run
 (after one warm-up call of 1 step).

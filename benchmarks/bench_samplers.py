@@ -1,7 +1,7 @@
 """Accuracy and wall time of the conditional DDPM's samplers against the number of steps.
 
-    python benchmarks/bench_samplers.py                                   # the shipped grid (about an hour, 2 CPUs)
-    python benchmarks/bench_samplers.py --models cfg-mnistm-small --runs dpm:10 --images_per_digit 20
+    python -m benchmarks.bench_samplers                                   # the shipped grid (about an hour, 2 CPUs)
+    python -m benchmarks.bench_samplers --models cfg-mnistm-small --runs dpm:10 --images_per_digit 20
 
 Each run is the course-output command (`python -m pipelines.conditional_ddpm`, w = 2, seed 0, its default
 batches: 100 images per pipeline call on the CPU, digits mixed) timed from start to the last PNG written, then

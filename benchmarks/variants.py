@@ -78,6 +78,12 @@ SAMPLE_ABLATION = [
 ]
 
 
+def is_compiled(name: str) -> bool:
+    """Whether the variant compiles the UNet (`compile` or `graphs`): minutes of compilation, and a toolchain."""
+    settings = parse_variant(name)
+    return settings.compile or settings.graphs
+
+
 def parse_variant(name: str) -> Settings:
     base, *modifiers = name.split("+")
     if base not in BASES:

@@ -1,17 +1,13 @@
-"""benchmarks/bench_cfg.py measures real training steps and sampling runs (tiny model, CPU, seconds)."""
+"""benchmarks.bench_cfg measures real training steps and sampling runs (tiny model, CPU, seconds)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
+from benchmarks import bench_cfg
 from pipelines import ConditionalDDPMPipeline
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_cfg
 
 
 def test_benchmark_times_training_and_both_samplers(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_dann_seeds.py (modes x seeds side by side on one GPU) in its CPU dry run, its sizing
+"""benchmarks.gpu_dann_seeds (modes x seeds side by side on one GPU) in its CPU dry run, its sizing
 arithmetic, its deadline, and the lossless WebP data subset it travels with."""
 
 import json
@@ -11,25 +11,20 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import gpu_dann_seeds
+from benchmarks.gpu_suite import make_data
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import gpu_dann_seeds  # noqa: E402
-import make_gpu_data  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def mnist_data(tmp_path_factory):
-    if not SHARED.is_dir():
-        pytest.skip(f"shared data not found at {SHARED}")
+def mnist_data(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("gpu-data-mnist")
-    summary = make_gpu_data.main(
-        make_gpu_data.parse_args(
+    summary = make_data.main(
+        make_data.parse_args(
             [
                 "--source",
-                str(SHARED),
+                str(shared_data),
                 "--output_dir",
                 str(out),
                 "--datasets",
@@ -47,7 +42,7 @@ def mnist_data(tmp_path_factory):
     return out, summary
 
 
-def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
+def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data, shared_data):
     from adapters.digits import _to_rgb_array, open_image
     from training.dann_data import load_splits
 
@@ -55,7 +50,7 @@ def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
     assert summary["counts"] == {"mnistm/train": 120, "mnistm/validation": 60}
     assert not (out / "usps").exists() and not (out / "lfw_faces").exists()
     subset = load_splits("mnistm", str(out / "mnistm"))
-    full_validation = make_gpu_data.first_rows(SHARED / "mnistm" / "validation.parquet", 60)
+    full_validation = make_data.first_rows(shared_data / "mnistm" / "validation.parquet", 60)
     expected = np.stack([_to_rgb_array(open_image(v, i), 28) for i, v in enumerate(full_validation[0])])
     assert torch.equal(subset.val_images, torch.from_numpy(expected).permute(0, 3, 1, 2))
     assert subset.val_labels.tolist() == full_validation[1].tolist()

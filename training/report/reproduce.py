@@ -373,7 +373,8 @@ def is_finished(args, stage: Stage) -> bool:
     return json.loads(record.read_text()).get("settings") == stage.settings(args)
 
 
-def run_stage(args, stage: Stage) -> dict:
+def run_stage_atomically(args, stage: Stage) -> dict:
+    """Run a stage into a fresh folder that replaces its figures whole, then write its record (the "finished" flag)."""
     out = args.output_dir / "figures" / stage.name
     started = time.perf_counter()
     # A stage fills a fresh folder that replaces `out` only when it finishes: figures of a failed or
@@ -405,7 +406,7 @@ def main(args) -> dict:
             skipped.append(stage.name)
             records[stage.name] = json.loads(_record_path(args, stage).read_text())
             continue
-        records[stage.name] = run_stage(args, stage)
+        records[stage.name] = run_stage_atomically(args, stage)
     report = write_report(args, records)
     print(f"wrote {report} ({len(stages) - len(skipped)} stage(s) run, skipped finished: {skipped or 'none'})")
     return {"report": report, "skipped": skipped, "records": records}

@@ -1,4 +1,4 @@
-"""The DANN and face stages of gpu_suite.py. Both drive the project's own training commands, as users would."""
+"""The DANN and face stages of the GPU suite. Both drive the project's own training commands, as users would."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 import torch
-from face_count import count_faces
 
 import hub_cards
 from adapters.faces import load_face_noises
+from benchmarks.gpu_suite.face_count import count_faces
 from pipelines.ddim_from_noise import figures
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 from training import train_dann, train_ddpm
