@@ -5,10 +5,11 @@
         --train_variants ablation --sample_variants ablation                  # every measure alone
     OMP_NUM_THREADS=1 python -m benchmarks.bench_cfg --device cpu --num_images 100 --train_steps 10 --num_threads 1
 
-Variants (benchmarks/variants.py): `old` is the loop and sampling of commit 580fec0 (data indexed on the
-host, noise drawn on the CPU, loss.item() every step, per-tensor EMA, default AdamW; sampling with a CPU
-generator), `new` the loop of training/train_cfg.py now; modifiers add bf16, channels_last, compile or
-CUDA graphs. Every variant starts from the same weights in the same process, so the rows compare.
+Variants (benchmarks/variants.py): `old` is the loop and sampling with none of the speed measures (data indexed
+on the host, noise drawn on the CPU, loss.item() every step, per-tensor EMA, default AdamW; sampling with a CPU
+generator), the baseline they are timed against; `new` the loop of training/train_cfg.py; modifiers add bf16,
+channels_last, compile or CUDA graphs. Every variant starts from the same weights in the same process, so the
+rows compare.
 
 Measured, with CUDA-synchronised wall clocks:
   train  images/s of whole optimizer steps (forward, MSE on the noise, backward, clipping, AdamW, EMA), and the

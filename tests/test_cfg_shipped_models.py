@@ -84,7 +84,7 @@ def test_default_call_draws_recognisable_digits_with_the_fast_sampler(name, clas
 
 @pytest.mark.parametrize("sampler", ["dpm", "unipc"])
 def test_multistep_samplers_run_with_a_generator_and_are_deterministic(sampler):
-    """Multistep solvers' step() takes no generator: the pipeline must not pass one (it used to raise)."""
+    """Multistep solvers' step() takes no generator: the pipeline must not pass one (a TypeError otherwise)."""
     pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / "cfg-mnistm-small")
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)

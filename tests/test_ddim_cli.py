@@ -113,7 +113,7 @@ def test_a_non_empty_output_folder_needs_overwrite_and_is_replaced_whole(model_d
 
 
 def test_a_stored_diffusers_pipeline_is_sampled_with_its_own_settings(model_dir, tmp_path):
-    # Regression (item 5): without --preset the command used to sample every folder with the course preset.
+    # Without --preset, a saved pipeline is sampled with the settings it stores, not with the course preset.
     unet = UNet2DModel.from_pretrained(model_dir)
     saved = DDIMFromNoisePipeline.from_unet(unet, "diffusers")
     saved.save_pretrained(tmp_path / "pipeline")

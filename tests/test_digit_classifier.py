@@ -163,7 +163,7 @@ def test_augment_uses_the_shared_random_affine_and_is_identity_when_off():
 
 @pytest.mark.parametrize("option", ["--max_train_steps", "--train_batch_size", "--checkpointing_steps"])
 def test_training_arguments_are_checked_first(option):
-    # Regression: --max_train_steps 0 fell back to the epochs through `or`.
+    # 0 is refused, not read as "unset": `args.max_train_steps or epochs` would silently train by epochs.
     with pytest.raises(ValueError, match=f"{option} must be >= 1, got 0"):
         train_digit_classifier.parse_args([option, "0"])
 

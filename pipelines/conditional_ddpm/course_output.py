@@ -6,6 +6,10 @@
 Each file is a 28x28 RGB PNG (the model's sample size) whose name starts with its digit, the layout the
 course's digit classifier grades. `--guidance` is the report's w (diffusers' guidance_scale = 1 + w).
 
+Sampler: the folder's own scheduler and the steps it needs, unless --scheduler / --num_inference_steps say
+otherwise. The shipped folders store DPM-Solver++, so the default is 10 DPM-Solver++ steps (1.000 of 1000 digits
+correct for cfg-mnistm); `--scheduler ddpm` is the report's ancestral sampler with all 400 trained steps.
+
 Batches mix digits (up to `--batch_size` images per pipeline call, 1000 on a GPU), so a GPU runs the course's
 1000 images as one batch. The starting noise x_T of `{digit}_{index}.png` comes from its own generator, seeded
 by (`--seed`, digit, index), so with the deterministic samplers (ddim, dpm, unipc) every file depends only on
@@ -26,7 +30,7 @@ from tqdm.auto import tqdm
 from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
-from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
+from pipelines.conditional_ddpm.schedulers import SCHEDULERS, make_scheduler
 
 # The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
 MAX_IMAGES_PER_DIGIT = 100_000
@@ -59,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--num_inference_steps",
         type=int,
         default=None,
-        help="default: all training steps for ddpm, 50 for ddim, 10 for dpm and unipc",
+        help="default: the steps the scheduler needs: 10 for the folder's DPM-Solver++ (and for dpm, unipc), "
+        "50 for ddim, all trained steps for ddpm",
     )
     parser.add_argument(
         "--digits",
@@ -68,7 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=list(range(NUM_DIGITS)),
         help="which digits to write (default: all ten)",
     )
-    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
+    parser.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default=None,
+        help="default: the folder's own scheduler (DPM-Solver++ in the shipped folders)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
@@ -105,12 +115,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(args: argparse.Namespace) -> list[Path]:
     pipe = ConditionalDDPMPipeline.from_pretrained(args.pretrained)
-    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    if args.scheduler is not None:
+        pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     pipe.to(torch.device(args.device))
     pipe.set_progress_bar_config(disable=True)
-    steps = args.num_inference_steps
-    if steps is None:
-        steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
 
     jobs = [(digit, index) for digit in args.digits for index in range(1, args.images_per_digit + 1)]
     shape = pipe.sample_shape()
@@ -124,7 +132,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             images = pipe(
                 digit=[digit for digit, _ in batch],
                 guidance=args.guidance,
-                num_inference_steps=steps,
+                num_inference_steps=args.num_inference_steps,  # None: the scheduler's own
                 latents=starting_noise(batch, args.seed, shape),
                 generator=step_generator,
             ).images

@@ -338,7 +338,12 @@ def parse_args(argv=None):
     )
     parser.add_argument("--output_dir", default="docs/figures/cfg")
     parser.add_argument("--guidance", type=float, default=2.0, help="w of the 10x10 grid and reverse process")
-    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
+    parser.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default="ddpm",
+        help="default: the report's sampler, every trained step, so that each reverse-process frame is visited",
+    )
     parser.add_argument(
         "--num_inference_steps",
         type=int,
