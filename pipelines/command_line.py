@@ -20,7 +20,11 @@ USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, FileExistsErro
 
 
 def run_command(main: Callable, parse_args: Callable | None, argv=None):
-    """`main(parse_args(argv))` (or `main(argv)` when parse_args is None), user errors as one line, exit 2."""
+    """`main(parse_args(argv))` (or `main(argv)` when parse_args is None), user errors as one line, exit 2.
+
+    Returns what `main` returned. A command's `cli` (its console script) calls this and returns None: a console
+    script runs `sys.exit(cli())`, which would print any other value and exit with status 1.
+    """
     try:
         return main(parse_args(argv)) if parse_args is not None else main(argv)
     except USER_ERRORS as error:

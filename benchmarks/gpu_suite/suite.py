@@ -293,5 +293,5 @@ def run_suite(args) -> dict:
     return summary
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)

@@ -145,8 +145,8 @@ def main(args: argparse.Namespace) -> list[Path]:
     return [args.output_dir / name for name in names]
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -397,8 +397,8 @@ def main(args):
     print(f"wrote {', '.join(written)} to {args.output_dir} ({label}; reverse-process frames t = {frames})")
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

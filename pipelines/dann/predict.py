@@ -119,9 +119,9 @@ def main(args) -> list[tuple[str, int, float]]:
     return rows
 
 
-def cli(argv=None):
+def cli(argv=None) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    return run_command(main, parse_args, argv)
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

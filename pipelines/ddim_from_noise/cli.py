@@ -159,8 +159,8 @@ def main(argv=None):
     return sample(parse_sample_args(argv))
 
 
-def cli(argv=None):
-    return run_command(main, None, argv)
+def cli(argv=None) -> None:
+    run_command(main, None, argv)
 
 
 if __name__ == "__main__":

@@ -113,8 +113,8 @@ def main(args) -> dict:
     return report
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def main(args) -> list[str]:
     return files
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -146,8 +146,8 @@ def main(args) -> dict[str, list[str]]:
     return changed
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -412,8 +412,8 @@ def main(args) -> dict:
     return {"report": report, "skipped": skipped, "records": records}
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":
