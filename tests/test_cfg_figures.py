@@ -2,31 +2,16 @@
 
 import numpy as np
 import pytest
-import torch
-from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import figures as cfg_figures
+from tests.tiny_models import tiny_cfg_folder
 
 
 @pytest.fixture(scope="module")
 def tiny_pipeline_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        num_class_embeds=11,
-    )
-    folder = tmp_path_factory.mktemp("tiny-cfg")
-    ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400), null_class_id=10).save_pretrained(folder)
-    return folder
+    return tiny_cfg_folder(tmp_path_factory.mktemp("tiny-cfg"))
 
 
 def test_command_writes_every_figure(tiny_pipeline_dir, tmp_path, capsys):

@@ -72,45 +72,16 @@ def test_group_parsing_and_its_errors():
 
 
 def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluations(tmp_path):
-    args = gpu_dann_seeds.parse_args(
-        [
-            "--source_dir",
-            "s",
-            "--target_dir",
-            "t",
-            "--output_dir",
-            str(tmp_path / "o"),
-            "--group",
-            "g=vada:",
-            "--budget_s",
-            "280",
-            "--deadline_s",
-            "430",
-        ]
-    )
+    argv = ["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"), "--group", "g=vada:"]
+    args = gpu_dann_seeds.parse_args([*argv, "--budget_s", "280", "--deadline_s", "430"])
     # 280 s / (1.2 x 48.5 ms x 62 steps) = 77.6 epochs -> 72, the multiple of 8 below
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62) == 72
     assert gpu_dann_seeds.choose_epochs(args, 1e-6, 62) == args.max_epochs
     assert gpu_dann_seeds.choose_epochs(args, 10.0, 62) == args.evals  # never fewer than one evaluation each
     # after a slow calibration, what the deadline leaves (minus a run's own overhead) caps the budget
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62, seconds_left=45 + 140) == 32
-    with pytest.raises(SystemExit):
-        gpu_dann_seeds.parse_args(
-            [
-                "--source_dir",
-                "s",
-                "--target_dir",
-                "t",
-                "--output_dir",
-                str(tmp_path / "o"),
-                "--group",
-                "g=vada:",
-                "--budget_s",
-                "500",
-                "--deadline_s",
-                "430",
-            ]
-        )
+    with pytest.raises(SystemExit):  # the budget must end before the deadline
+        gpu_dann_seeds.parse_args([*argv, "--budget_s", "500", "--deadline_s", "430"])
 
 
 def _gone(pid: int) -> bool:

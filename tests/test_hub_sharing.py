@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
 from PIL import Image
 
@@ -33,6 +33,7 @@ from pipelines.hub.cards import (
     refresh_card,
     save_card,
 )
+from tests.tiny_models import tiny_unet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HUB_CARDS = REPO_ROOT / "hub_cards"
@@ -222,18 +223,7 @@ def test_a_stale_copy_is_found_and_refreshed(tmp_path):
 
 
 def test_save_pretrained_writes_a_folder_that_loads_with_the_library_route(tmp_path):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D",) * 2,
-        up_block_types=("UpBlock2D",) * 2,
-    )
-    pipe = DDIMFromNoisePipeline.from_unet(unet, "course")
+    pipe = DDIMFromNoisePipeline.from_unet(tiny_unet(channels=1), "course")
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())

@@ -1,5 +1,5 @@
-"""What the two transformers models (the DANN model and the digit classifier) share: their configs' equality and
-quiet loading and saving.
+"""What the two transformers models (the DANN model and the digit classifier) share: their configs' class names
+and equality, and quiet loading and saving.
 
 This file is copied into model folders for `trust_remote_code`, beside the files that import it (remote code may
 import only the libraries and its sibling files): it imports only transformers. transformers copies a model's
@@ -13,6 +13,22 @@ from transformers.utils import logging as hf_logging
 
 # Keys a save or a transformers version adds to a config without changing the model it builds.
 CONFIG_BOOKKEEPING = ("transformers_version", "dtype", "architectures", "auto_map", "_name_or_path")
+
+
+def name_digit_classes(config) -> None:
+    """In a config's `__post_init__`, before transformers': at least two classes, and class d named "d" (what the
+    image-classification pipeline prints) unless the config names them itself."""
+    if config.num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {config.num_classes}")
+    if config.id2label is None:
+        config.id2label = {i: str(i) for i in range(config.num_classes)}
+        config.label2id = {str(i): i for i in range(config.num_classes)}
+
+
+def check_class_names(config) -> None:
+    """In a config's `__post_init__`, after transformers': one name per class."""
+    if config.num_labels != config.num_classes:
+        raise ValueError(f"id2label names {config.num_labels} classes but num_classes is {config.num_classes}")
 
 
 def same_model_config(config, other):

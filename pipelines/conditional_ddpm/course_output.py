@@ -49,15 +49,34 @@ def starting_noise(jobs: list[tuple[int, int]], seed: int, shape: tuple[int, ...
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and guidance arguments of every command that samples digits (this one and the figures)."""
     parser.add_argument(
         "--pretrained",
         default="cfg-mnistm",
         help="a ConditionalDDPMPipeline folder, or a shipped model's name (cfg-mnistm, cfg-mnistm-small)",
     )
-    parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--guidance", type=float, default=2.0, help="w in eps = (1+w) eps(c) - w eps(null)")
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    """The model, guidance and steps, checked before the model loads; a shipped name becomes its folder."""
+    if not math.isfinite(args.guidance) or args.guidance < 0:
+        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    args.pretrained = resolve_pretrained(args.pretrained, hub=False)
+    if not (Path(args.pretrained) / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
+            "the shipped ones are cfg-mnistm and cfg-mnistm-small"
+        )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--images_per_digit", type=int, default=100)
     parser.add_argument(
         "--num_inference_steps",
@@ -99,16 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.images_per_digit > MAX_IMAGES_PER_DIGIT:
         raise ValueError(f"--images_per_digit must be <= {MAX_IMAGES_PER_DIGIT}, got {args.images_per_digit}")
-    if not math.isfinite(args.guidance) or args.guidance < 0:
-        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
-    if args.num_inference_steps is not None and args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    args.pretrained = resolve_pretrained(args.pretrained, hub=False)
-    if not (Path(args.pretrained) / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
-            "the shipped ones are cfg-mnistm and cfg-mnistm-small"
-        )
+    check_model_arguments(args)
     check_output_dir(args.output_dir, args.overwrite)
     return args
 

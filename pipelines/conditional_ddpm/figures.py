@@ -34,7 +34,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from adapters.digits import to_uint8
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import resolve_pretrained, run_command
+from pipelines.command_line import run_command
+from pipelines.conditional_ddpm.course_output import add_model_arguments, check_model_arguments
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
@@ -331,13 +332,8 @@ def draw_torchview(unet: UNet2DModel, path: Path) -> bool:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--pretrained",
-        default="cfg-mnistm",
-        help="a ConditionalDDPMPipeline folder, or a shipped model's name (cfg-mnistm, cfg-mnistm-small)",
-    )
+    add_model_arguments(parser)
     parser.add_argument("--output_dir", default="docs/figures/cfg")
-    parser.add_argument("--guidance", type=float, default=2.0, help="w of the 10x10 grid and reverse process")
     parser.add_argument(
         "--scheduler",
         choices=sorted(SCHEDULERS),
@@ -359,11 +355,7 @@ def parse_args(argv=None):
     # Checked before the model loads or any folder is made, so a typo costs nothing.
     if args.sweep_samples < 1:
         raise ValueError(f"--sweep_samples must be >= 1, got {args.sweep_samples}")
-    if not math.isfinite(args.guidance) or args.guidance < 0:
-        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
-    if args.num_inference_steps is not None and args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    args.pretrained = resolve_pretrained(args.pretrained, hub=False)
+    check_model_arguments(args)
     check_output_dir(args.output_dir, args.overwrite)
     return args
 

@@ -6,7 +6,7 @@ This file is copied into model folders for `trust_remote_code`: it imports only 
 
 from transformers import PretrainedConfig
 
-from .pretrained_helpers import same_model_config
+from .pretrained_helpers import check_class_names, name_digit_classes, same_model_config
 
 ARCHITECTURES = ("report", "improved")
 INPUT_NORMALIZATIONS = ("grey", "per_channel")
@@ -44,21 +44,15 @@ class DANNConfig(PretrainedConfig):
             )
         if self.image_size != 28:
             raise ValueError(f"the DANN networks are built for 28x28 inputs, got image_size={self.image_size}")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         self.head_hidden_dims = list(self.head_hidden_dims)
         self.conv_channels = list(self.conv_channels)
         if len(self.conv_channels) != 2 or min(self.conv_channels) < 1:
             raise ValueError(f"conv_channels must be two positive widths, got {self.conv_channels}")
-        if self.id2label is None:
-            # digit d is label "d": what the image-classification pipeline prints
-            self.id2label = {i: str(i) for i in range(self.num_classes)}
-            self.label2id = {str(i): i for i in range(self.num_classes)}
+        name_digit_classes(self)
         super().__post_init__(**kwargs)
-        if self.num_labels != self.num_classes:
-            raise ValueError(f"id2label names {self.num_labels} classes but num_classes is {self.num_classes}")
+        check_class_names(self)
 
     __eq__ = same_model_config  # equal when they build the same model, whatever save they went through
     __hash__ = None  # mutable, like every dataclass with an __eq__
