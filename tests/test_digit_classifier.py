@@ -11,12 +11,13 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
+import hub_cards
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, cli, format_report, read_labelled_images, score_folder
 from training import train_digit_classifier
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = REPO_ROOT / "hub_cards" / "mnistm-digit-classifier"
+SHIPPED = hub_cards.path("mnistm-digit-classifier")
 
 
 def tiny_classifier(seed=0):

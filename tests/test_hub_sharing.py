@@ -20,6 +20,7 @@ from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
 from PIL import Image
 
+import hub_cards
 from adapters import decode_digits, digit_pixel_values, load_digits, read_image_file
 from pipelines import ConditionalDDPMPipeline, DANNConfig, DANNModel, DDIMFromNoisePipeline, DigitClassifier
 from pipelines.hub import publish, remote_code
@@ -36,7 +37,7 @@ from pipelines.hub.cards import (
 from tests.tiny_models import tiny_unet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HUB_CARDS = REPO_ROOT / "hub_cards"
+HUB_CARDS = hub_cards.ROOT
 MODEL_FOLDERS = ["cfg-mnistm", "cfg-mnistm-small", "ddpm-lfw-faces", "dann-mnistm-usps", "mnistm-digit-classifier"]
 
 BLOCK_PROJECT = """
@@ -301,7 +302,7 @@ def test_a_refreshed_card_gets_new_metadata_and_use_section_and_keeps_the_rest(t
 
 
 def test_dry_run_lists_exactly_the_files_that_would_go_up(tmp_path, capsys):
-    listed = publish.main(publish.parse_args(["hub_cards/dann-mnistm-usps", "--repo_id", "me/dann", "--dry_run"]))
+    listed = publish.main(publish.parse_args(["dann-mnistm-usps", "--repo_id", "me/dann", "--dry_run"]))
     assert listed == sorted(
         [
             "README.md",
