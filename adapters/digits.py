@@ -26,6 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from safetensors.torch import load_file, save_file
 
+import hub_cards
 from adapters.digit_sources import (
     DigitSourceError,
     canonical_split,
@@ -39,14 +40,12 @@ from adapters.digit_sources import (
 )
 from adapters.folders import write_file_atomically
 
-EMBEDDED_ROOT = Path(__file__).resolve().parents[1] / "hub_cards"
-
 
 @dataclass(frozen=True)
 class DigitDatasetInfo:
     hub_id: str
     hub_config: str | None
-    embedded: str | None  # folder under hub_cards/ with a small class-balanced subset
+    embedded: str | None  # shipped folder (hub_cards.path) with a small class-balanced subset
     native_size: int
     native_channels: int
 
@@ -71,7 +70,7 @@ def embedded_path(name: str) -> Path:
             f"no embedded copy of {name!r} ships with the repo (only "
             f"{sorted(k for k, v in DIGIT_DATASETS.items() if v.embedded)}); pass source=<path or Hub id>"
         )
-    return EMBEDDED_ROOT / info.embedded
+    return hub_cards.path(info.embedded)
 
 
 def _info(name: str) -> DigitDatasetInfo:

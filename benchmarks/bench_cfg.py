@@ -1,14 +1,15 @@
 """Training throughput and the time to make 1000 digits with the conditional DDPM: old and new code side by side.
 
-    python benchmarks/bench_cfg.py --pretrained hub_cards/cfg-mnistm --device cuda        # old vs new, a GPU
-    python benchmarks/bench_cfg.py --pretrained hub_cards/cfg-mnistm --device cuda \\
-        --train_variants ablation --sample_variants ablation                            # every measure alone
-    OMP_NUM_THREADS=1 python benchmarks/bench_cfg.py --device cpu --num_images 100 --train_steps 10 --num_threads 1
+    python -m benchmarks.bench_cfg --pretrained cfg-mnistm --device cuda        # old vs new, a GPU
+    python -m benchmarks.bench_cfg --pretrained cfg-mnistm --device cuda \\
+        --train_variants ablation --sample_variants ablation                  # every measure alone
+    OMP_NUM_THREADS=1 python -m benchmarks.bench_cfg --device cpu --num_images 100 --train_steps 10 --num_threads 1
 
-Variants (benchmarks/variants.py): `old` is the loop and sampling of commit 580fec0 (data indexed on the
-host, noise drawn on the CPU, loss.item() every step, per-tensor EMA, default AdamW; sampling with a CPU
-generator), `new` the loop of training/train_cfg.py now; modifiers add bf16, channels_last, compile or
-CUDA graphs. Every variant starts from the same weights in the same process, so the rows compare.
+Variants (benchmarks/variants.py): `old` is the loop and sampling with none of the speed measures (data indexed
+on the host, noise drawn on the CPU, loss.item() every step, per-tensor EMA, default AdamW; sampling with a CPU
+generator), the baseline they are timed against; `new` the loop of training/train_cfg.py; modifiers add bf16,
+channels_last, compile or CUDA graphs. Every variant starts from the same weights in the same process, so the
+rows compare.
 
 Measured, with CUDA-synchronised wall clocks:
   train  images/s of whole optimizer steps (forward, MSE on the noise, backward, clipping, AdamW, EMA), and the
@@ -25,16 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 from diffusers import DDPMScheduler
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # `python benchmarks/bench_cfg.py` from the root
-
-from variants import (
+from adapters import decode_digits, load_digits
+from benchmarks.variants import (
     SAMPLE_ABLATION,
     TRAIN_ABLATION,
     TrainLoop,
@@ -43,8 +42,6 @@ from variants import (
     sampling_generator,
     sampling_unet,
 )
-
-from adapters import decode_digits, load_digits
 from pipelines.conditional_ddpm.figures import forward_gflop
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import make_scheduler
@@ -287,7 +284,7 @@ def main(args) -> dict:
     output.parent.mkdir(parents=True, exist_ok=True)
 
     def add(row: dict) -> None:
-        # written after every row: a run stopped at a deadline (gpu_suite.py) keeps the rows it finished
+        # written after every row: a run stopped at a deadline (the GPU suite) keeps the rows it finished
         report["results"].append(row)
         output.write_text(json.dumps(report, indent=2))
 

@@ -1,7 +1,7 @@
 """Wall time of whole DANN training runs, per scenario and mode, on the current device (data loading included).
 
-    python benchmarks/bench_dann.py --data_root ../shared/data                        # the report's setting
-    python benchmarks/bench_dann.py --data_root ../shared/data --epochs 1 --steps_per_epoch 10   # CPU sample
+    python -m benchmarks.bench_dann --data_root ../shared/data                        # the report's setting
+    python -m benchmarks.bench_dann --data_root ../shared/data --epochs 1 --steps_per_epoch 10   # CPU sample
 
 The report's setting is its networks, batch 1024, 100 epochs (about 44,800 source images per epoch).
 Each run is `training/train_dann.py`'s `main` in this process, timed from before the datasets are

@@ -1,10 +1,10 @@
 """Time DDIM sampling from given noises: 50 steps for 10 images by default.
 
     # the shipped LFW model on the CPU
-    python benchmarks/bench_ddim.py --device cpu
+    python -m benchmarks.bench_ddim --device cpu
     # a randomly initialised UNet2DModel of the DDPM CelebA-HQ 256 architecture (~114M parameters,
     # 256x256, the size of the course's face model), on a GPU
-    python benchmarks/bench_ddim.py --celebahq --device cuda [--dtype bf16]
+    python -m benchmarks.bench_ddim --celebahq --device cuda [--dtype bf16]
 
 Prints one JSON line: the model, its parameter count, the device and the seconds of the timed run
 (after one warm-up call of 1 step).
@@ -14,14 +14,12 @@ import argparse
 import json
 import platform
 import time
-from pathlib import Path
 
 import torch
 from diffusers import UNet2DModel
 
+from pipelines.command_line import resolve_pretrained
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
-
-SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "hub_cards" / "ddpm-lfw-faces"
 
 # google/ddpm-celebahq-256 (Ho et al. 2020), as stored in its unet/config.json.
 CELEBAHQ_256 = dict(
@@ -43,7 +41,11 @@ DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Time DDIM sampling from given noises.")
-    parser.add_argument("--pretrained", default=str(SHIPPED_MODEL), help="UNet2DModel folder (ignored with --celebahq)")
+    parser.add_argument(
+        "--pretrained",
+        default="ddpm-lfw-faces",
+        help="UNet2DModel folder or a shipped model's name (ignored with --celebahq)",
+    )
     parser.add_argument("--celebahq", action="store_true", help="random UNet of the DDPM CelebA-HQ 256 architecture")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
@@ -66,7 +68,7 @@ def main(args) -> dict:
         torch.manual_seed(0)
         unet, model = UNet2DModel(**CELEBAHQ_256), "random UNet2DModel, DDPM CelebA-HQ 256 architecture"
     else:
-        unet, model = DDIMFromNoisePipeline.from_pretrained(args.pretrained).unet, args.pretrained
+        unet, model = DDIMFromNoisePipeline.from_pretrained(resolve_pretrained(args.pretrained)).unet, args.pretrained
     pipe = DDIMFromNoisePipeline.from_unet(unet.to(args.device, DTYPES[args.dtype]).eval(), preset="course")
     pipe.set_progress_bar_config(disable=True)
     size, channels = unet.config.sample_size, unet.config.in_channels

@@ -1,7 +1,7 @@
 """Accuracy and wall time of the conditional DDPM's samplers against the number of steps.
 
-    python benchmarks/bench_samplers.py                                   # the shipped grid (about an hour, 2 CPUs)
-    python benchmarks/bench_samplers.py --models hub_cards/cfg-mnistm-small --runs dpm:10 --images_per_digit 20
+    python -m benchmarks.bench_samplers                                   # the shipped grid (about an hour, 2 CPUs)
+    python -m benchmarks.bench_samplers --models cfg-mnistm-small --runs dpm:10 --images_per_digit 20
 
 Each run is the course-output command (`python -m pipelines.conditional_ddpm`, w = 2, seed 0, its default
 batches: 100 images per pipeline call on the CPU, digits mixed) timed from start to the last PNG written, then
@@ -27,11 +27,12 @@ from pathlib import Path
 
 import torch
 
+from pipelines.command_line import resolve_pretrained
 from pipelines.conditional_ddpm import course_output
 from pipelines.digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import score_folder
 
-DEFAULT_MODELS = ["hub_cards/cfg-mnistm", "hub_cards/cfg-mnistm-small"]
+DEFAULT_MODELS = ["cfg-mnistm", "cfg-mnistm-small"]  # shipped names, or pipeline folders
 DEFAULT_RUNS = ["dpm:6", "unipc:6", "dpm:10", "unipc:10", "dpm:20", "unipc:20", "ddim:50", "ddpm:400:20"]
 
 
@@ -48,7 +49,7 @@ def parse_args(argv=None):
     parser.add_argument("--runs", nargs="+", default=DEFAULT_RUNS)
     parser.add_argument("--images_per_digit", type=int, default=100)
     parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--classifier", default="hub_cards/mnistm-digit-classifier")
+    parser.add_argument("--classifier", default="mnistm-digit-classifier", help="a folder or a shipped name")
     parser.add_argument("--output_json", default="docs/benchmarks/samplers_cpu.json")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
@@ -121,11 +122,13 @@ def main(args) -> dict:
         torch=torch.__version__,
         guidance=args.guidance,
     )
-    done = {(r["model"], r["scheduler"], r["steps"], r["images"]) for r in report["results"]}
-    classifier = DigitClassifier.from_pretrained(args.classifier).to(args.device)
+    # a model is known by its folder name, whether it was given as a shipped name or as a path
+    done = {(Path(r["model"]).name, r["scheduler"], r["steps"], r["images"]) for r in report["results"]}
+    classifier = DigitClassifier.from_pretrained(resolve_pretrained(args.classifier, "--classifier", hub=False))
+    classifier = classifier.to(args.device)
     for scheduler, steps, per_digit in args.runs:
         for model in args.models:
-            if (model, scheduler, steps, per_digit * 10) in done:
+            if (Path(model).name, scheduler, steps, per_digit * 10) in done:
                 continue
             result = run_one(model, scheduler, steps, per_digit, args, classifier)
             report["results"].append(result)

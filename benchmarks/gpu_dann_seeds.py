@@ -1,6 +1,6 @@
 """Every mode x seed of one DANN scenario side by side on one GPU, with the steps sized to a wall-time budget.
 
-    python benchmarks/gpu_dann_seeds.py --source mnist --target mnistm \
+    python -m benchmarks.gpu_dann_seeds --source mnist --target mnistm \
         --source_dir gpu-data-mnist/mnist5k --target_dir gpu-data-mnist/mnistm --output_dir /tmp/seeds \
         --group wide=source_only,dann,mean_teacher,vada:--conv_channels,64,128 --group narrow=vada: \
         --seeds 0 1 2 --budget_s 300 --deadline_s 470 -- <train_dann flags shared by every run>
@@ -36,14 +36,11 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from adapters.folders import check_output_dir, mark_folder, write_text_atomically
+from benchmarks.gpu_suite.summary import environment
+from training.report.dann_experiments import ROWS
 
-from suite_report import environment  # noqa: E402
-
-from adapters.folders import check_output_dir, mark_folder  # noqa: E402
-from training.report.dann_experiments import ROWS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # the training processes run from the repository root
 
 
 @dataclass
@@ -129,9 +126,15 @@ def parse_args(argv=None):
     args.source_dir, args.target_dir = str(Path(args.source_dir).resolve()), str(Path(args.target_dir).resolve())
     args.output_dir = args.output_dir.resolve()
     check_output_dir(args.output_dir, args.overwrite, inputs=(args.source_dir, args.target_dir))  # before GPU time
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    mark_folder(args.output_dir)
     return args
+
+
+def scenario_flags(args) -> list[str]:
+    """The flags that name the scenario's data, the same for training and for the tables."""
+    return [
+        *("--source", args.source, "--target", args.target),
+        *("--source_dir", args.source_dir, "--target_dir", args.target_dir),
+    ]
 
 
 def train_command(
@@ -141,14 +144,7 @@ def train_command(
         sys.executable,
         "-m",
         "training.train_dann",
-        "--source",
-        args.source,
-        "--target",
-        args.target,
-        "--source_dir",
-        args.source_dir,
-        "--target_dir",
-        args.target_dir,
+        *scenario_flags(args),
         "--mode",
         mode,
         "--seed",
@@ -311,14 +307,7 @@ def group_tables(args, group: Group) -> dict:
         "-m",
         "training.report.dann_experiments",
         "--no_train",
-        "--source",
-        args.source,
-        "--target",
-        args.target,
-        "--source_dir",
-        args.source_dir,
-        "--target_dir",
-        args.target_dir,
+        *scenario_flags(args),
         "--runs_dir",
         str(args.output_dir / "runs" / group.name),
         "--figures_dir",
@@ -340,8 +329,9 @@ def group_tables(args, group: Group) -> dict:
     return {"returncode": code, "table": table.read_text() if table.exists() else None}
 
 
-def write_summary(args, summary: dict) -> None:
-    (args.output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+def write_seeds_summary(args, summary: dict) -> None:
+    """OUTPUT_DIR/summary.json and summary.md, each written whole: rewritten after every phase."""
+    write_text_atomically(args.output_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     lines = [
         f"# {args.source} -> {args.target}: modes x seeds side by side",
         "",
@@ -366,7 +356,7 @@ def write_summary(args, summary: dict) -> None:
         lines += ["", f"## group {name}: `{' '.join(group['flags'])}`", "", group.get("table") or "(no table)"]
     if "error" in summary:
         lines += ["", "## error", "", "```", summary["error"], "```"]
-    (args.output_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(args.output_dir / "summary.md", "\n".join(lines) + "\n")
 
 
 def _stop(signum, frame):
@@ -377,8 +367,9 @@ def main(args) -> dict:
     started = time.monotonic()
     signal.signal(signal.SIGTERM, _stop)
     if args.output_dir.exists():
-        shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite
+        shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite and written by us
     args.output_dir.mkdir(parents=True)
+    mark_folder(args.output_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     summary = {
         "argv": sys.argv,
@@ -389,7 +380,7 @@ def main(args) -> dict:
     try:
         steps_per_epoch = labelled_steps_per_epoch(args)
         summary["calibration"] = calibrate(args, started, steps_per_epoch)
-        write_summary(args, summary)
+        write_seeds_summary(args, summary)
         seconds_left = args.deadline_s - (time.monotonic() - started)
         epochs = choose_epochs(args, summary["calibration"]["slowest_s"], steps_per_epoch, seconds_left)
         summary.update({"epochs": epochs, "steps_per_epoch": steps_per_epoch})
@@ -413,7 +404,7 @@ def main(args) -> dict:
                 "runs_wall_s": round(time.monotonic() - runs_started, 1),
             }
         )
-        write_summary(args, summary)
+        write_seeds_summary(args, summary)
         for group in args.groups:
             summary["groups"][group.name].update(group_tables(args, group))
     except Exception:  # noqa: BLE001 - the summary must say what failed, and what ran before it
@@ -422,7 +413,7 @@ def main(args) -> dict:
         summary["error"] = traceback.format_exc()
         print(summary["error"], file=sys.stderr, flush=True)
     summary["total_wall_s"] = round(time.monotonic() - started, 1)
-    write_summary(args, summary)
+    write_seeds_summary(args, summary)
     print((args.output_dir / "summary.md").read_text(), flush=True)
     return summary
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MNIST -> MNIST-M on one GPU: recipe C with the wider network, source-only / DANN / mean teacher / VADA x 3 seeds,
 # plus VADA with recipe C's own network, all side by side, sized to about 5 minutes of training
-# (benchmarks/gpu_dann_seeds.py). One command on a fresh GPU machine, from the repository root, with `.whl` and
+# (benchmarks.gpu_dann_seeds). One command on a fresh GPU machine, from the repository root, with `.whl` and
 # `gpu-data-mnist` carried (benchmarks/README.md says how to make both). Results go to $OUT (at most 8 files).
 #
 #   OUT=/tmp/out bash benchmarks/run_gpu_dann_mnistm.sh             # on the GPU machine (about 6 minutes)
@@ -28,7 +28,7 @@ RECIPE_C=(--architecture improved --input_normalization per_channel --augment --
 SIZES=(--seeds 0 1 2 --budget_s 280 --deadline_s 430)
 [ -n "$DRY_RUN" ] && SIZES=(--seeds 0 --dry_run --budget_s 280 --deadline_s 900)
 rm -rf "$WORK"
-timeout 500 python3 benchmarks/gpu_dann_seeds.py --source mnist --target mnistm --source_dir "$DATA/mnist5k" \
+timeout 500 python3 -m benchmarks.gpu_dann_seeds --source mnist --target mnistm --source_dir "$DATA/mnist5k" \
     --target_dir "$DATA/mnistm" --output_dir "$WORK" "${SIZES[@]}" \
     --group wide=source_only,dann,mean_teacher,vada:--conv_channels,64,128 --group narrow=vada: \
     -- "${RECIPE_C[@]}" 2>&1 | tee -a "$OUT/driver.log"

@@ -15,9 +15,10 @@ A variant is a base and modifiers joined by '+': `old`, `new`, `old+device_data`
 | compile | `torch.compile` of the UNet (default mode) |
 | graphs | `torch.compile(mode="reduce-overhead")`: CUDA graphs with static shapes |
 
-`old` is the loop of commit 580fec0 (none of the first six), `new` the loop of training/train_cfg.py now
-(all six). Sampling variants use device_rng (the generator handed to the pipeline), tuned, channels_last,
-bf16, compile and graphs; `old` sampling is the pipeline called with a CPU generator, as the commands did.
+`old` is the training loop with none of the first six (the straightforward loop: host-side data, noise and loss),
+kept as the baseline that every measure is timed against on the same machine; `new` is the loop of
+training/train_cfg.py (all six). Sampling variants use device_rng (the generator handed to the pipeline), tuned,
+channels_last, bf16, compile and graphs; `old` sampling is the pipeline called with a CPU generator.
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ SAMPLE_ABLATION = [
     "new+graphs",
     "new+bf16+graphs",
 ]
+
+
+def is_compiled(name: str) -> bool:
+    """Whether the variant compiles the UNet (`compile` or `graphs`): minutes of compilation, and a toolchain."""
+    settings = parse_variant(name)
+    return settings.compile or settings.graphs
 
 
 def parse_variant(name: str) -> Settings:

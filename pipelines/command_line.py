@@ -14,6 +14,7 @@ from pathlib import Path
 
 from huggingface_hub import constants
 
+import hub_cards
 from adapters.folders import TerminatedError, release_all_output_locks
 
 USER_ERRORS = (
@@ -28,7 +29,11 @@ USER_ERRORS = (
 
 
 def run_command(main: Callable, parse_args: Callable | None, argv=None):
-    """`main(parse_args(argv))` (or `main(argv)` when parse_args is None), user errors as one line, exit 2."""
+    """`main(parse_args(argv))` (or `main(argv)` when parse_args is None), user errors as one line, exit 2.
+
+    Returns what `main` returned. A command's `cli` (its console script) calls this and returns None: a console
+    script runs `sys.exit(cli())`, which would print any other value and exit with status 1.
+    """
     try:
         return main(parse_args(argv)) if parse_args is not None else main(argv)
     except USER_ERRORS as error:
@@ -43,23 +48,33 @@ def run_command(main: Callable, parse_args: Callable | None, argv=None):
         release_all_output_locks()  # a refused or failed command frees its output folder at once
 
 
-def check_pretrained(value: str | os.PathLike, option: str = "--pretrained", hub: bool = True) -> str:
-    """Fail up front when `value` names no local folder and cannot be a Hub repo id either.
+def resolve_pretrained(value: str | os.PathLike, option: str = "--pretrained", hub: bool = True) -> str:
+    """What a model argument names, by one rule, checked before anything loads:
 
-    A path such as `out/model` is both a folder name and a valid-looking Hub id; if the folder is missing,
-    loading it would try the Hub and report a connection error. So a missing folder is named as such
-    whenever the Hub is not an option: the value is not of the `owner/name` form, `hub` is False (the command
-    reads local folders only), or HF_HUB_OFFLINE is set (read through huggingface_hub, as the library does).
+    1. a path that exists is that folder (a file is refused: a model is a folder);
+    2. else the name of a shipped folder (`cfg-mnistm`; `hub_cards.names()` lists them) is that folder, wherever
+       the package is installed, so the commands work from any working folder;
+    3. else an `owner/name` Hub id is left to the library to download, if the command reads the Hub (`hub`) and
+       HF_HUB_OFFLINE is not set.
+
+    Returns the folder's path (or the Hub id). Anything else fails here, naming the value: a path such as
+    `out/model` is also a valid-looking Hub id, and loading it would report a connection error instead.
     """
     text = str(value)
-    if Path(text).expanduser().is_dir():
+    local = Path(text).expanduser()
+    if local.is_dir():
         return text
-    if Path(text).expanduser().exists():
+    if local.exists():
         raise NotADirectoryError(f"{option} {text} is a file; give the model's folder")
+    shipped = hub_cards.names()
+    if text in shipped:
+        return str(hub_cards.path(text))
     parts = text.split("/")
     hub_id = len(parts) == 2 and all(parts) and not text.startswith((".", "~")) and "\\" not in text
     if not hub or not hub_id:
-        raise FileNotFoundError(f"{option} folder {text} does not exist; check the path")
+        raise FileNotFoundError(
+            f"{option} folder {text} does not exist and names no shipped model ({', '.join(shipped)}); check the path"
+        )
     if constants.HF_HUB_OFFLINE:
         raise FileNotFoundError(
             f"{option} folder {text} does not exist, and HF_HUB_OFFLINE is set, so it is not looked up on the "

@@ -18,9 +18,10 @@ def _digit_cache(tmp_path_factory):
     os.environ["DIGITS_CACHE_DIR"] = str(tmp_path_factory.mktemp("digit-cache"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data():
-    """The real datasets of ../shared/data; tests that need them are skipped where they are absent."""
+    """The real datasets of ../shared/data (or $SHARED_DATA); tests that need them are skipped where they are
+    absent. Session-scoped, so that module fixtures can build on it."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA} (set SHARED_DATA)")
     return SHARED_DATA

@@ -1,32 +1,15 @@
-"""benchmarks/bench_cfg.py measures real training steps and sampling runs (tiny model, CPU, seconds)."""
+"""benchmarks.bench_cfg measures real training steps and sampling runs (tiny model, CPU, seconds)."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-from diffusers import DDPMScheduler, UNet2DModel
 
-from pipelines import ConditionalDDPMPipeline
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_cfg
+from benchmarks import bench_cfg
+from tests.tiny_models import tiny_cfg_folder, tiny_unet
 
 
 def test_benchmark_times_training_and_both_samplers(tmp_path, capsys):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        num_class_embeds=11,
-    )
-    pipe = ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=20), null_class_id=10)
-    pipe.save_pretrained(tmp_path / "p")
+    tiny_cfg_folder(tmp_path / "p", num_train_timesteps=20)
     args = bench_cfg.parse_args(
         [
             "--pretrained",
@@ -58,6 +41,7 @@ def test_benchmark_times_training_and_both_samplers(tmp_path, capsys):
     assert old_ddpm["setting"].startswith("ddpm 20 steps") and ddim["setting"].startswith("ddim 3 steps")
     assert old_ddpm["extrapolated"] and old_ddpm["seconds_for_1000"] == pytest.approx(100 * old_ddpm["timed_s"])
     assert new_ddpm["finite"]
+    unet = tiny_unet(num_class_embeds=11, attention=True)
     assert json.loads((tmp_path / "bench.json").read_text())["params"] == sum(p.numel() for p in unet.parameters())
     assert "| train | old | batch 8, 2 timed steps |" in capsys.readouterr().out
 

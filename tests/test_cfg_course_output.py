@@ -5,11 +5,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from diffusers import DPMSolverMultistepScheduler
 
 from adapters.folders import MARKER, mark_folder
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import course_output
-from tests.test_cfg_pipeline import get_dummy_components
+from tests.test_cfg_pipeline import TRAIN_STEPS, get_dummy_components
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +72,27 @@ def test_a_failed_run_leaves_the_previous_output_untouched(model_dir, tmp_path, 
         course_output.main(course_output.parse_args(argv(model_dir, out, "--overwrite")))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not list(tmp_path.glob(".out-*"))
+
+
+def test_without_sampler_flags_the_folder_samples_with_its_own_scheduler_and_steps(tmp_path, monkeypatch):
+    folder = tmp_path / "dpm-model"
+    components = get_dummy_components(sample_size=28)
+    components["scheduler"] = DPMSolverMultistepScheduler(num_train_timesteps=TRAIN_STEPS)
+    ConditionalDDPMPipeline(**components).save_pretrained(folder)
+    sampled = []
+    call = ConditionalDDPMPipeline.__call__
+
+    def spy(self, *args, **kwargs):
+        output = call(self, *args, **kwargs)
+        sampled.append((type(self.scheduler).__name__, self.scheduler.num_inference_steps))
+        return output
+
+    monkeypatch.setattr(ConditionalDDPMPipeline, "__call__", spy)
+    argv = ["--pretrained", str(folder), "--images_per_digit", "1", "--digits", "3"]
+    course_output.main(course_output.parse_args([*argv, "--output_dir", str(tmp_path / "a")]))
+    assert sampled == [("DPMSolverMultistepScheduler", 10)]  # the folder's scheduler, the steps it needs
+    course_output.main(course_output.parse_args([*argv, "--output_dir", str(tmp_path / "b"), "--scheduler", "ddim"]))
+    assert sampled[-1] == ("DDIMScheduler", TRAIN_STEPS)  # 50, capped at the trained steps
 
 
 def test_user_error_is_one_line_and_exit_status_2(tmp_path):

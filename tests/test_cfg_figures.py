@@ -2,31 +2,16 @@
 
 import numpy as np
 import pytest
-import torch
-from diffusers import DDPMScheduler, UNet2DModel
 from PIL import Image
 
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import figures as cfg_figures
+from tests.tiny_models import tiny_cfg_folder
 
 
 @pytest.fixture(scope="module")
 def tiny_pipeline_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        num_class_embeds=11,
-    )
-    folder = tmp_path_factory.mktemp("tiny-cfg")
-    ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400), null_class_id=10).save_pretrained(folder)
-    return folder
+    return tiny_cfg_folder(tmp_path_factory.mktemp("tiny-cfg"))
 
 
 def test_command_writes_every_figure(tiny_pipeline_dir, tmp_path, capsys):
@@ -74,15 +59,15 @@ def test_few_steps_use_the_nearest_visited_frames(tiny_pipeline_dir):
     visited = cfg_figures.visited_timesteps(pipe, 4)
     frames = cfg_figures.nearest_visited(cfg_figures.REPORT_FRAMES, visited)
     assert set(frames) <= set(visited) and frames[-1] == 1
-    out = cfg_figures.sample_grid(pipe, 2.0, per_digit=1, steps=4, seed=0, capture=frames)
+    out = cfg_figures.sample_each_digit(pipe, 2.0, per_digit=1, steps=4, seed=0, capture=frames)
     assert set(out.intermediates) == set(frames)
 
 
 def test_sampling_is_seeded(tiny_pipeline_dir):
     pipe = cfg_figures.load_pipeline(str(tiny_pipeline_dir), scheduler="ddim")
-    first = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=3).images
-    again = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=3).images
-    other = cfg_figures.sample_grid(pipe, 0.5, per_digit=1, steps=2, seed=4).images
+    first = cfg_figures.sample_each_digit(pipe, 0.5, per_digit=1, steps=2, seed=3).images
+    again = cfg_figures.sample_each_digit(pipe, 0.5, per_digit=1, steps=2, seed=3).images
+    other = cfg_figures.sample_each_digit(pipe, 0.5, per_digit=1, steps=2, seed=4).images
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 

@@ -8,6 +8,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from huggingface_hub import ModelCard
 
+import hub_cards
 from pipelines import ConditionalDDPMPipeline, DigitClassifier, make_scheduler
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import default_inference_steps
 from training.diffusion import cards
@@ -19,12 +20,12 @@ MAX_WEIGHT_BYTES = 16 * 10**6  # the issue's limit per folder
 
 @pytest.fixture(scope="module")
 def classifier():
-    return DigitClassifier.from_pretrained(ROOT / "hub_cards" / "mnistm-digit-classifier").eval()
+    return DigitClassifier.from_pretrained(hub_cards.path("mnistm-digit-classifier")).eval()
 
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_folder_loads_and_matches_its_card(name):
-    folder = ROOT / "hub_cards" / name
+    folder = hub_cards.path(name)
     pipe = ConditionalDDPMPipeline.from_pretrained(folder)
     training_args = json.loads((folder / "training_args.json").read_text())
     summary = json.loads((folder / "train_summary.json").read_text())
@@ -64,7 +65,7 @@ def test_default_call_draws_recognisable_digits_with_the_fast_sampler(name, clas
 
     20 images, 2 of each digit: a broken or untrained model gets about 2 of 20 right.
     """
-    pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / name)
+    pipe = ConditionalDDPMPipeline.from_pretrained(hub_cards.path(name))
     assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)
     assert pipe.scheduler.config.timestep_spacing == "trailing"
     steps = []
@@ -84,8 +85,8 @@ def test_default_call_draws_recognisable_digits_with_the_fast_sampler(name, clas
 
 @pytest.mark.parametrize("sampler", ["dpm", "unipc"])
 def test_multistep_samplers_run_with_a_generator_and_are_deterministic(sampler):
-    """Multistep solvers' step() takes no generator: the pipeline must not pass one (it used to raise)."""
-    pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / "cfg-mnistm-small")
+    """Multistep solvers' step() takes no generator: the pipeline must not pass one (a TypeError otherwise)."""
+    pipe = ConditionalDDPMPipeline.from_pretrained(hub_cards.path("cfg-mnistm-small"))
     pipe.scheduler = make_scheduler(sampler, pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     runs = [
@@ -100,7 +101,7 @@ def test_multistep_samplers_run_with_a_generator_and_are_deterministic(sampler):
 def test_course_samplers_keep_their_timesteps_whatever_the_folder_stores():
     """The shipped folders store DPM-Solver++ (trailing); DDPM and DDIM built from it keep the course's leading
     timesteps, the same as from the training DDPMScheduler, and `None` steps mean all 400 for DDPM."""
-    pipe = ConditionalDDPMPipeline.from_pretrained(ROOT / "hub_cards" / "cfg-mnistm-small")
+    pipe = ConditionalDDPMPipeline.from_pretrained(hub_cards.path("cfg-mnistm-small"))
     trained = DDPMScheduler(num_train_timesteps=400)
     for name, scheduler_class, steps in (("ddim", DDIMScheduler, 50), ("ddpm", DDPMScheduler, 400)):
         from_folder = make_scheduler(name, pipe.scheduler.config)

@@ -2,13 +2,13 @@
 
 import csv
 import logging
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+import hub_cards
 from adapters import decode_digits, load_digits, to_model_range
 from pipelines.dann import predict as dann
 from pipelines.dann.modeling_dann import DANNConfig, DANNModel
@@ -126,7 +126,7 @@ def test_missing_folder_and_checkpoint(pretrained, tmp_path):
 
 def test_shipped_checkpoint_labels_embedded_usps(tmp_path):
     """hub_cards/dann-mnistm-usps through the prediction command on USPS PNGs at their native 16x16."""
-    shipped = Path(__file__).resolve().parents[1] / "hub_cards" / "dann-mnistm-usps"
+    shipped = hub_cards.path("dann-mnistm-usps")
     dataset = load_digits("usps", split="validation")
     for i, example in enumerate(dataset):
         example["image"].save(tmp_path / f"{i:03d}.png")

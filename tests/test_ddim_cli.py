@@ -14,25 +14,15 @@ from diffusers import UNet2DModel
 from adapters.folders import MARKER, mark_folder
 from pipelines.ddim_from_noise import cli as ddim
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+from tests.tiny_models import tiny_cfg_folder, tiny_unet
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
     folder = tmp_path_factory.mktemp("model")
-    unet.save_pretrained(folder)
+    tiny_unet().save_pretrained(folder)
     return folder
 
 
@@ -115,7 +105,7 @@ def test_a_non_empty_output_folder_needs_overwrite_and_is_replaced_whole(model_d
 
 
 def test_a_stored_diffusers_pipeline_is_sampled_with_its_own_settings(model_dir, tmp_path):
-    # Regression (item 5): without --preset the command used to sample every folder with the course preset.
+    # Without --preset, a saved pipeline is sampled with the settings it stores, not with the course preset.
     unet = UNet2DModel.from_pretrained(model_dir)
     saved = DDIMFromNoisePipeline.from_unet(unet, "diffusers")
     saved.save_pretrained(tmp_path / "pipeline")
@@ -161,23 +151,7 @@ def test_absurd_noise_is_refused_before_sampling(model_dir, tmp_path):
 
 
 def test_a_conditional_model_is_refused_naming_the_conditional_command(tmp_path):
-    from diffusers import DDPMScheduler
-
-    from pipelines import ConditionalDDPMPipeline
-
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=11,
-    )
-    ConditionalDDPMPipeline(unet, DDPMScheduler(num_train_timesteps=400)).save_pretrained(tmp_path / "cfg")
+    tiny_cfg_folder(tmp_path / "cfg", attention=False)
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "1", "--resolution", "8"])
     with pytest.raises(ValueError, match="class-conditional UNet.*`python -m pipelines.conditional_ddpm"):
         ddim.main(sample_args(tmp_path / "cfg", tmp_path / "noise", tmp_path / "out"))

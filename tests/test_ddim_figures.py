@@ -2,46 +2,28 @@
 
 import PIL.Image
 import pytest
-import torch
-from diffusers import UNet2DModel
 
 from adapters.faces import save_face_noises
 from adapters.folders import MARKER
 from pipelines.ddim_from_noise import figures as ddim_figures
+from tests.tiny_models import tiny_unet
 
 
 @pytest.fixture()
 def model_dir(tmp_path):
-    torch.manual_seed(0)
-    UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).save_pretrained(tmp_path / "model")
+    tiny_unet(channels=1).save_pretrained(tmp_path / "model")
     return tmp_path / "model"
+
+
+def figure_args(model_dir, noise_dir, output_dir, *extra):
+    return ddim_figures.parse_args(
+        ["--pretrained", str(model_dir), "--noise_dir", str(noise_dir), "--output_dir", str(output_dir), *extra]
+    )
 
 
 def test_figures_command_writes_all_four_figures(model_dir, tmp_path):
     save_face_noises(tmp_path / "noise", num_noises=4, shape=(1, 8, 8))
-    args = ddim_figures.parse_args(
-        [
-            "--pretrained",
-            str(model_dir),
-            "--noise_dir",
-            str(tmp_path / "noise"),
-            "--output_dir",
-            str(tmp_path / "figures"),
-            "--num_inference_steps",
-            "2",
-            "--device",
-            "cpu",
-        ]
-    )
+    args = figure_args(model_dir, tmp_path / "noise", tmp_path / "figures", "--num_inference_steps", "2")
     paths = ddim_figures.main(args)
     assert [p.name for p in paths] == ["eta_grid.png", "eta_0.5_twice.png", "slerp.png", "lerp.png"]
     sizes = {p.name: PIL.Image.open(p).size for p in paths}
@@ -52,16 +34,7 @@ def test_figures_command_writes_all_four_figures(model_dir, tmp_path):
 
 def test_figures_command_needs_noises_00_to_03(model_dir, tmp_path):
     save_face_noises(tmp_path / "noise", num_noises=3, shape=(1, 8, 8))
-    args = ddim_figures.parse_args(
-        [
-            "--pretrained",
-            str(model_dir),
-            "--noise_dir",
-            str(tmp_path / "noise"),
-            "--output_dir",
-            str(tmp_path / "f"),
-        ]
-    )
+    args = figure_args(model_dir, tmp_path / "noise", tmp_path / "f")
     with pytest.raises(FileNotFoundError, match="03.pt"):
         ddim_figures.main(args)
 
@@ -75,3 +48,5 @@ def test_figures_command_checks_arguments_before_any_work(model_dir, tmp_path):
         ddim_figures.parse_args([*argv, "--num_inference_steps", "0"])
     with pytest.raises(FileNotFoundError, match="--pretrained folder .*missing does not exist"):
         ddim_figures.parse_args(["--pretrained", str(tmp_path / "missing"), *argv[2:]])
+    with pytest.raises(FileNotFoundError, match="has no noise/ folder: give --noise_dir"):
+        ddim_figures.parse_args(["--pretrained", str(model_dir), "--output_dir", str(tmp_path / "f")])

@@ -1,7 +1,6 @@
 """Every digit source loads through `load_digits` with the right shapes and labels; bad input fails clearly."""
 
 import csv
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from PIL import Image
 from scipy.io import savemat
 
+import hub_cards
 from adapters import (
     DigitSourceError,
     HubUnavailableError,
@@ -20,7 +20,7 @@ from adapters import (
     to_uint8,
 )
 
-EMBEDDED_USPS = Path(__file__).resolve().parents[1] / "hub_cards" / "usps-mini"
+EMBEDDED_USPS = hub_cards.path("usps-mini")
 
 
 def _check_decoded(dataset, expected_len=None):

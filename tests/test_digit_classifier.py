@@ -11,12 +11,13 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
+import hub_cards
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, cli, format_report, read_labelled_images, score_folder
 from training import train_digit_classifier
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = REPO_ROOT / "hub_cards" / "mnistm-digit-classifier"
+SHIPPED = hub_cards.path("mnistm-digit-classifier")
 
 
 def tiny_classifier(seed=0):
@@ -163,7 +164,7 @@ def test_augment_uses_the_shared_random_affine_and_is_identity_when_off():
 
 @pytest.mark.parametrize("option", ["--max_train_steps", "--train_batch_size", "--checkpointing_steps"])
 def test_training_arguments_are_checked_first(option):
-    # Regression: --max_train_steps 0 fell back to the epochs through `or`.
+    # 0 is refused, not read as "unset": `args.max_train_steps or epochs` would silently train by epochs.
     with pytest.raises(ValueError, match=f"{option} must be >= 1, got 0"):
         train_digit_classifier.parse_args([option, "0"])
 

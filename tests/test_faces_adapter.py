@@ -36,7 +36,7 @@ def test_noise_without_batch_dimension_is_accepted(tmp_path):
         (torch.randn(4, 4), "expected shape"),
         (torch.zeros(1, 3, 4, 4, dtype=torch.int64), "floating point"),
         (torch.full((1, 3, 4, 4), float("inf")), "NaN or infinite"),
-        (torch.full((1, 3, 4, 4), 1e30), "values reach 1e\\+30 in magnitude"),  # used to give a black image
+        (torch.full((1, 3, 4, 4), 1e30), "values reach 1e\\+30 in magnitude"),  # DDIM would overflow: black
         (torch.linspace(0, 255, 48).reshape(1, 3, 4, 4), "initial noise is standard normal"),  # an image, not noise
         ({"noise": torch.randn(3, 4, 4)}, "torch.Tensor"),
     ],

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_dann_seeds.py (modes x seeds side by side on one GPU) in its CPU dry run, its sizing
+"""benchmarks.gpu_dann_seeds (modes x seeds side by side on one GPU) in its CPU dry run, its sizing
 arithmetic, its deadline, and the lossless WebP data subset it travels with."""
 
 import json
@@ -11,25 +11,20 @@ import numpy as np
 import pytest
 import torch
 
+from benchmarks import gpu_dann_seeds
+from benchmarks.gpu_suite import make_data
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import gpu_dann_seeds  # noqa: E402
-import make_gpu_data  # noqa: E402
-
-SHARED = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="module")
-def mnist_data(tmp_path_factory):
-    if not SHARED.is_dir():
-        pytest.skip(f"shared data not found at {SHARED}")
+def mnist_data(tmp_path_factory, shared_data):
     out = tmp_path_factory.mktemp("gpu-data-mnist")
-    summary = make_gpu_data.main(
-        make_gpu_data.parse_args(
+    summary = make_data.main(
+        make_data.parse_args(
             [
                 "--source",
-                str(SHARED),
+                str(shared_data),
                 "--output_dir",
                 str(out),
                 "--datasets",
@@ -47,7 +42,7 @@ def mnist_data(tmp_path_factory):
     return out, summary
 
 
-def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
+def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data, shared_data):
     from adapters.digits import _to_rgb_array, open_image
     from training.dann.data import load_splits
 
@@ -55,7 +50,7 @@ def test_webp_subset_decodes_to_the_pixels_of_the_full_folder(mnist_data):
     assert summary["counts"] == {"mnistm/train": 120, "mnistm/validation": 60}
     assert not (out / "usps").exists() and not (out / "lfw_faces").exists()
     subset = load_splits("mnistm", str(out / "mnistm"))
-    full_validation = make_gpu_data.first_rows(SHARED / "mnistm" / "validation.parquet", 60)
+    full_validation = make_data.first_rows(shared_data / "mnistm" / "validation.parquet", 60)
     expected = np.stack([_to_rgb_array(open_image(v, i), 28) for i, v in enumerate(full_validation[0])])
     assert torch.equal(subset.val_images, torch.from_numpy(expected).permute(0, 3, 1, 2))
     assert subset.val_labels.tolist() == full_validation[1].tolist()
@@ -77,45 +72,16 @@ def test_group_parsing_and_its_errors():
 
 
 def test_epochs_fit_the_budget_at_the_slowest_step_in_multiples_of_the_evaluations(tmp_path):
-    args = gpu_dann_seeds.parse_args(
-        [
-            "--source_dir",
-            "s",
-            "--target_dir",
-            "t",
-            "--output_dir",
-            str(tmp_path / "o"),
-            "--group",
-            "g=vada:",
-            "--budget_s",
-            "280",
-            "--deadline_s",
-            "430",
-        ]
-    )
+    argv = ["--source_dir", "s", "--target_dir", "t", "--output_dir", str(tmp_path / "o"), "--group", "g=vada:"]
+    args = gpu_dann_seeds.parse_args([*argv, "--budget_s", "280", "--deadline_s", "430"])
     # 280 s / (1.2 x 48.5 ms x 62 steps) = 77.6 epochs -> 72, the multiple of 8 below
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62) == 72
     assert gpu_dann_seeds.choose_epochs(args, 1e-6, 62) == args.max_epochs
     assert gpu_dann_seeds.choose_epochs(args, 10.0, 62) == args.evals  # never fewer than one evaluation each
     # after a slow calibration, what the deadline leaves (minus a run's own overhead) caps the budget
     assert gpu_dann_seeds.choose_epochs(args, 0.0485, 62, seconds_left=45 + 140) == 32
-    with pytest.raises(SystemExit):
-        gpu_dann_seeds.parse_args(
-            [
-                "--source_dir",
-                "s",
-                "--target_dir",
-                "t",
-                "--output_dir",
-                str(tmp_path / "o"),
-                "--group",
-                "g=vada:",
-                "--budget_s",
-                "500",
-                "--deadline_s",
-                "430",
-            ]
-        )
+    with pytest.raises(SystemExit):  # the budget must end before the deadline
+        gpu_dann_seeds.parse_args([*argv, "--budget_s", "500", "--deadline_s", "430"])
 
 
 def _gone(pid: int) -> bool:

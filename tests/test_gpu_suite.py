@@ -1,33 +1,25 @@
-"""benchmarks/gpu_suite.py end to end in its dry run (tiny sizes, CPU), the data subset it carries, its helpers.
+"""The GPU suite (benchmarks.gpu_suite) end to end in its dry run (tiny sizes, CPU), the data subset it carries,
+its helpers.
 
 The dry run exercises every stage of the GPU run (the same functions, commands and files, only smaller), so
 that the suite works the first time it meets a GPU.
 """
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import face_count  # noqa: E402
-import gpu_suite  # noqa: E402
-import make_gpu_data  # noqa: E402
-import suite_cfg  # noqa: E402
+from benchmarks.gpu_suite import cfg_stages, face_count, make_data
+from benchmarks.gpu_suite import suite as gpu_suite
 
 
 @pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not shared.is_dir():
-        pytest.skip(f"shared data not found at {shared}")
+def tiny_data(tmp_path_factory, shared_data):
+    shared = shared_data
     out = tmp_path_factory.mktemp("gpu-data")
-    args = make_gpu_data.parse_args(
+    args = make_data.parse_args(
         [
             "--source",
             str(shared),
@@ -43,7 +35,7 @@ def tiny_data(tmp_path_factory):
             "60",
         ]
     )
-    return shared, out, make_gpu_data.main(args)
+    return shared, out, make_data.main(args)
 
 
 def test_the_data_subset_holds_the_pixels_training_would_decode_from_the_full_folder(tiny_data):
@@ -53,14 +45,14 @@ def test_the_data_subset_holds_the_pixels_training_would_decode_from_the_full_fo
     shared, out, summary = tiny_data
     assert summary["counts"] == {"mnistm/train": 120, "mnistm/validation": 60, "usps/train": 150, "usps/validation": 60}
     images, labels = decode_digits(load_digits("mnistm", out / "mnistm", "validation"), image_size=28, cache=False)
-    values, source_labels = make_gpu_data.first_rows(shared / "mnistm" / "validation.parquet", 60)
+    values, source_labels = make_data.first_rows(shared / "mnistm" / "validation.parquet", 60)
     expected = np.stack([_to_rgb_array(open_image(v, i), 28) for i, v in enumerate(values)])
     assert torch.equal(images, torch.from_numpy(expected).permute(0, 3, 1, 2))
     assert labels.tolist() == source_labels.tolist()
     assert (out / "lfw_faces" / "train.parquet").is_file()
     with pytest.raises(ValueError, match="over --max_mb"):
-        make_gpu_data.main(
-            make_gpu_data.parse_args(
+        make_data.main(
+            make_data.parse_args(
                 [
                     "--source",
                     str(shared),
@@ -138,7 +130,7 @@ def test_dry_run_runs_every_stage_and_writes_the_summary(tiny_data, tmp_path):
 
 def test_a_failing_stage_is_recorded_and_the_suite_goes_on():
     record = {}
-    assert gpu_suite.run_stage(record, "train", lambda: 1 / 0) is None
+    assert gpu_suite.run_guarded_stage(record, "train", lambda: 1 / 0) is None
     assert record["train"]["status"] == "failed" and record["train"]["error"].startswith("ZeroDivisionError")
 
 
@@ -157,7 +149,7 @@ def test_fast_settings_are_chosen_only_where_the_timing_shows_a_gain():
         {"measure": "ddpm", "variant": "new+bf16", "timed_s": 3.0, "finite": False},
         {"measure": "ddpm", "variant": "new+channels_last", "timed_s": 4.0, "finite": True},
     ]
-    choice = suite_cfg.choose_fast_settings(rows)
+    choice = cfg_stages.choose_fast_settings(rows)
     assert choice == {
         "train_bf16": True,
         "train_channels_last": False,

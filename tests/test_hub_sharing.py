@@ -4,6 +4,7 @@ The library-only route runs in a subprocess where this repository's packages can
 finder refuses them), offline, with its own HF_HOME so that the folders' code is imported fresh.
 """
 
+import ast
 import json
 import os
 import shutil
@@ -15,17 +16,28 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DiffusionPipeline, UNet2DModel
+from diffusers import DiffusionPipeline
 from huggingface_hub import ModelCard
 from PIL import Image
 
+import hub_cards
 from adapters import decode_digits, digit_pixel_values, load_digits, read_image_file
 from pipelines import ConditionalDDPMPipeline, DANNConfig, DANNModel, DDIMFromNoisePipeline, DigitClassifier
 from pipelines.hub import publish, remote_code
-from pipelines.hub.cards import DATASET_IDS, build_card, card_data, classifier_usage_snippets, diffusion_usage_snippets
+from pipelines.hub.cards import (
+    DATASET_IDS,
+    accuracy_result,
+    build_card,
+    card_data,
+    classifier_usage_snippets,
+    diffusion_usage_snippets,
+    refresh_card,
+    save_card,
+)
+from tests.tiny_models import tiny_unet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HUB_CARDS = REPO_ROOT / "hub_cards"
+HUB_CARDS = hub_cards.ROOT
 MODEL_FOLDERS = ["cfg-mnistm", "cfg-mnistm-small", "ddpm-lfw-faces", "dann-mnistm-usps", "mnistm-digit-classifier"]
 
 BLOCK_PROJECT = """
@@ -162,6 +174,46 @@ def test_shipped_code_copies_are_the_package_source():
     assert remote_code.main(remote_code.parse_args(["--check", *(str(HUB_CARDS / n) for n in MODEL_FOLDERS)])) == {}
 
 
+# What a folder's code may import under trust_remote_code: the standard library, the libraries that load it (and
+# safetensors, which both of them require) and its sibling files. Anything else, such as `pipelines`, would import
+# whatever module of that name the user's working folder holds.
+REMOTE_CODE_LIBRARIES = {"torch", "numpy", "PIL", "diffusers", "transformers", "safetensors"}
+
+
+def test_remote_code_imports_only_the_libraries_and_its_sibling_files():
+    files = sorted(path for name in MODEL_FOLDERS for path in (HUB_CARDS / name).glob("*.py"))
+    assert len(files) >= 10
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):  # every import, also inside try / if / functions
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 1 and (path.parent / f"{node.module}.py").is_file(), (path, node.module)
+                continue
+            else:
+                continue
+            for module in modules:
+                top = module.partition(".")[0]
+                assert top in sys.stdlib_module_names or top in REMOTE_CODE_LIBRARIES, f"{path} imports {module}"
+
+
+def test_the_package_imports_each_shared_file_from_one_source():
+    # transformers copies a model's relative imports from the model file's own folder: the package's siblings
+    # must be the very files the Hub folders get (pipelines/dann links to the digit classifier's)
+    for module in remote_code.CODE_MODULES:
+        folder = remote_code.source_file(module).parent
+        for sibling in remote_code.sibling_imports(module):
+            assert (folder / f"{sibling}.py").samefile(remote_code.source_file(sibling)), (module, sibling)
+    assert remote_code.required_modules(HUB_CARDS / "dann-mnistm-usps") == [
+        "configuration_dann",
+        "image_processing_digits",
+        "modeling_dann",
+        "pretrained_helpers",
+    ]
+
+
 def test_a_stale_copy_is_found_and_refreshed(tmp_path):
     folder = tmp_path / "dann"
     DANNModel(DANNConfig(architecture="report")).save_pretrained(folder)
@@ -172,18 +224,7 @@ def test_a_stale_copy_is_found_and_refreshed(tmp_path):
 
 
 def test_save_pretrained_writes_a_folder_that_loads_with_the_library_route(tmp_path):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D",) * 2,
-        up_block_types=("UpBlock2D",) * 2,
-    )
-    pipe = DDIMFromNoisePipeline.from_unet(unet, "course")
+    pipe = DDIMFromNoisePipeline.from_unet(tiny_unet(channels=1), "course")
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
@@ -229,21 +270,39 @@ def test_shipped_cards_carry_metadata_measured_numbers_and_both_snippets():
         assert "trust_remote_code=True" in card.text and "from pipelines import" in card.text
 
 
-def write_card(folder: Path) -> None:
-    data = card_data(
+def classifier_data(name: str, results=()):
+    return card_data(
         library_name="transformers",
         pipeline_tag="image-classification",
         datasets=["flwrlabs/usps"],
-        model_name="x",
-        eval_results=[],
+        model_name=name,
+        eval_results=list(results),
         tags=[],
-        metrics=[],
+        metrics=["accuracy"],
     )
-    build_card(data, "# x\n").save(folder / "README.md")
+
+
+def write_card(folder: Path) -> None:
+    save_card(build_card(classifier_data("x"), "# x\n"), folder)
+
+
+def test_a_refreshed_card_gets_new_metadata_and_use_section_and_keeps_the_rest(tmp_path):
+    body = "# Model\n\nIntro.\n\n## Use\n\nold snippet\n\n## Training\n\nkept\n"
+    assert save_card(build_card(classifier_data("x"), body), tmp_path) == tmp_path / "README.md"
+    refresh_card(tmp_path, classifier_data("y", [accuracy_result("usps", "validation", 0.51234)]), "## Use\n\nnew\n")
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.model_name == "y" and card.data.eval_results[0].metric_value == 0.5123
+    assert card.data.eval_results[0].dataset_type == DATASET_IDS["usps"]
+    text = card.text
+    assert "Intro." in text and "new" in text and "old snippet" not in text
+    assert text.index("## Use") < text.index("## Training") < text.index("kept")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]  # written whole, no temporary left
+    with pytest.raises(FileNotFoundError, match="no README.md card to refresh"):
+        refresh_card(tmp_path / "none", classifier_data("z"), "## Use\n")
 
 
 def test_dry_run_lists_exactly_the_files_that_would_go_up(tmp_path, capsys):
-    listed = publish.main(publish.parse_args(["hub_cards/dann-mnistm-usps", "--repo_id", "me/dann", "--dry_run"]))
+    listed = publish.main(publish.parse_args(["dann-mnistm-usps", "--repo_id", "me/dann", "--dry_run"]))
     assert listed == sorted(
         [
             "README.md",
@@ -254,6 +313,7 @@ def test_dry_run_lists_exactly_the_files_that_would_go_up(tmp_path, capsys):
             "model.safetensors",
             "modeling_dann.py",
             "preprocessor_config.json",
+            "pretrained_helpers.py",
         ]
     )
     assert capsys.readouterr().out.splitlines()[:-1] == listed

@@ -3,14 +3,13 @@
 import json
 
 import pytest
-import torch
-from diffusers import DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler
 from PIL import Image
 
 from adapters.faces import save_face_noises
-from pipelines import ConditionalDDPMPipeline
 from pipelines.ddim_from_noise import cli as ddim_cli
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
+from tests.tiny_models import tiny_cfg_folder, tiny_unet
 from training.report import reproduce
 
 
@@ -18,32 +17,11 @@ from training.report import reproduce
 def miniature(tmp_path_factory):
     """Tiny random stand-ins for the three shipped checkpoints, in their real formats."""
     root = tmp_path_factory.mktemp("miniature")
-    torch.manual_seed(0)
-    cfg_unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        num_class_embeds=11,
-    )
-    ConditionalDDPMPipeline(cfg_unet, DDPMScheduler(num_train_timesteps=400)).save_pretrained(root / "cfg")
+    tiny_cfg_folder(root / "cfg", attention=False)
     DigitClassifier(block_channels=(4,), image_size=8).save_pretrained(root / "classifier")
 
     faces = root / "faces"
-    UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-    ).save_pretrained(faces / "unet")
+    tiny_unet(channels=1).save_pretrained(faces / "unet")
     DDPMScheduler(num_train_timesteps=1000).save_pretrained(faces / "scheduler")
     save_face_noises(faces / "noise", num_noises=4, shape=(1, 8, 8), seed=0)
     ddim_cli.main(

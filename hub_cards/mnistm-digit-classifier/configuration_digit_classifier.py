@@ -1,9 +1,12 @@
 """The configuration of `DigitClassifier`, a transformers `PreTrainedConfig` saved as `config.json`.
 
-This file is copied into model folders for `trust_remote_code`: it imports only transformers.
+This file is copied into model folders for `trust_remote_code`: it imports only transformers and its sibling
+`pretrained_helpers`.
 """
 
 from transformers import PretrainedConfig
+
+from .pretrained_helpers import check_class_names, name_digit_classes, same_model_config
 
 
 class DigitClassifierConfig(PretrainedConfig):
@@ -28,27 +31,10 @@ class DigitClassifierConfig(PretrainedConfig):
     def __post_init__(self, **kwargs):
         if len(self.block_channels) < 1:
             raise ValueError("block_channels must name at least one stage")
-        if self.num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {self.num_classes}")
         self.block_channels = list(self.block_channels)
-        if self.id2label is None:
-            # digit d is label "d": what the image-classification pipeline prints
-            self.id2label = {i: str(i) for i in range(self.num_classes)}
-            self.label2id = {str(i): i for i in range(self.num_classes)}
+        name_digit_classes(self)
         super().__post_init__(**kwargs)
-        if self.num_labels != self.num_classes:
-            raise ValueError(f"id2label names {self.num_labels} classes but num_classes is {self.num_classes}")
+        check_class_names(self)
 
-    def __eq__(self, other):
-        # Two configs that build the same model are equal, whichever transformers version, dtype or
-        # save (which adds `architectures` and `auto_map`) they went through.
-        if not isinstance(other, type(self)):
-            return NotImplemented
-        bookkeeping = ("transformers_version", "dtype", "architectures", "auto_map", "_name_or_path")
-        return all(
-            self.to_dict().get(k) == other.to_dict().get(k)
-            for k in set(self.to_dict()) | set(other.to_dict())
-            if k not in bookkeeping
-        )
-
+    __eq__ = same_model_config  # equal when they build the same model, whatever save they went through
     __hash__ = None  # mutable, like every dataclass with an __eq__

@@ -1,10 +1,14 @@
 """Course output for the conditional DDPM: `{digit}_{001..100}.png` for the digits 0-9.
 
-    python -m pipelines.conditional_ddpm --pretrained hub_cards/cfg-mnistm --output_dir out/
-    python -m pipelines.conditional_ddpm --pretrained hub_cards/cfg-mnistm --output_dir out/ --scheduler ddim
+    python -m pipelines.conditional_ddpm --output_dir out/                              # the shipped cfg-mnistm
+    python -m pipelines.conditional_ddpm --pretrained cfg-mnistm-small --output_dir out/ --scheduler ddim
 
 Each file is a 28x28 RGB PNG (the model's sample size) whose name starts with its digit, the layout the
 course's digit classifier grades. `--guidance` is the report's w (diffusers' guidance_scale = 1 + w).
+
+Sampler: the folder's own scheduler and the steps it needs, unless --scheduler / --num_inference_steps say
+otherwise. The shipped folders store DPM-Solver++, so the default is 10 DPM-Solver++ steps (1.000 of 1000 digits
+correct for cfg-mnistm); `--scheduler ddpm` is the report's ancestral sampler with all 400 trained steps.
 
 Batches mix digits (up to `--batch_size` images per pipeline call, 1000 on a GPU), so a GPU runs the course's
 1000 images as one batch. The starting noise x_T of `{digit}_{index}.png` comes from its own generator, seeded
@@ -24,9 +28,9 @@ import torch
 from tqdm.auto import tqdm
 
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import check_pretrained, run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
-from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
+from pipelines.conditional_ddpm.schedulers import SCHEDULERS, make_scheduler
 
 # The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
 MAX_IMAGES_PER_DIGIT = 100_000
@@ -45,22 +49,41 @@ def starting_noise(jobs: list[tuple[int, int]], seed: int, shape: tuple[int, ...
     )
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and guidance arguments of every command that samples digits (this one and the figures)."""
     parser.add_argument(
         "--pretrained",
-        type=Path,
-        default=Path("hub_cards/cfg-mnistm"),
-        help="a ConditionalDDPMPipeline folder",
+        default="cfg-mnistm",
+        help="a ConditionalDDPMPipeline folder, or a shipped model's name (cfg-mnistm, cfg-mnistm-small)",
     )
-    parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--guidance", type=float, default=2.0, help="w in eps = (1+w) eps(c) - w eps(null)")
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    """The model, guidance and steps, checked before the model loads; a shipped name becomes its folder."""
+    if not math.isfinite(args.guidance) or args.guidance < 0:
+        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    args.pretrained = resolve_pretrained(args.pretrained, hub=False)
+    if not (Path(args.pretrained) / "model_index.json").is_file():
+        raise FileNotFoundError(
+            f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
+            "the shipped ones are cfg-mnistm and cfg-mnistm-small"
+        )
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
+    parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--images_per_digit", type=int, default=100)
     parser.add_argument(
         "--num_inference_steps",
         type=int,
         default=None,
-        help="default: all training steps for ddpm, 50 for ddim, 10 for dpm and unipc",
+        help="default: the steps the scheduler needs: 10 for the folder's DPM-Solver++ (and for dpm, unipc), "
+        "50 for ddim, all trained steps for ddpm",
     )
     parser.add_argument(
         "--digits",
@@ -69,7 +92,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=list(range(NUM_DIGITS)),
         help="which digits to write (default: all ten)",
     )
-    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
+    parser.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default=None,
+        help="default: the folder's own scheduler (DPM-Solver++ in the shipped folders)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
@@ -90,28 +118,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if args.images_per_digit > MAX_IMAGES_PER_DIGIT:
         raise ValueError(f"--images_per_digit must be <= {MAX_IMAGES_PER_DIGIT}, got {args.images_per_digit}")
-    if not math.isfinite(args.guidance) or args.guidance < 0:
-        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
-    if args.num_inference_steps is not None and args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    check_pretrained(args.pretrained, hub=False)
-    if not (args.pretrained / "model_index.json").is_file():
-        raise FileNotFoundError(
-            f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
-            "the shipped ones are hub_cards/cfg-mnistm and hub_cards/cfg-mnistm-small"
-        )
+    check_model_arguments(args)
     check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained,))
     return args
 
 
 def main(args: argparse.Namespace) -> list[Path]:
     pipe = ConditionalDDPMPipeline.from_pretrained(args.pretrained)
-    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    if args.scheduler is not None:
+        pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     pipe.to(torch.device(args.device))
     pipe.set_progress_bar_config(disable=True)
-    steps = args.num_inference_steps
-    if steps is None:
-        steps = default_steps(args.scheduler, pipe.scheduler.config.num_train_timesteps)
 
     jobs = [(digit, index) for digit in args.digits for index in range(1, args.images_per_digit + 1)]
     shape = pipe.sample_shape()
@@ -125,7 +142,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             images = pipe(
                 digit=[digit for digit, _ in batch],
                 guidance=args.guidance,
-                num_inference_steps=steps,
+                num_inference_steps=args.num_inference_steps,  # None: the scheduler's own
                 latents=starting_noise(batch, args.seed, shape),
                 generator=step_generator,
             ).images
@@ -138,8 +155,8 @@ def main(args: argparse.Namespace) -> list[Path]:
     return [args.output_dir / name for name in names]
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The report's figures of the conditional DDPM, written as PNGs by one command.
 
-    python -m pipelines.conditional_ddpm.figures --pretrained hub_cards/cfg-mnistm --output_dir docs/figures/cfg
+    python -m pipelines.conditional_ddpm.figures --pretrained cfg-mnistm --output_dir docs/figures/cfg
     python -m pipelines.conditional_ddpm.figures ... --scheduler dpm --num_inference_steps 10      # fast on a CPU
 
 Writes, into --output_dir:
@@ -34,7 +34,8 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from adapters.digits import to_uint8
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import check_pretrained, run_command
+from pipelines.command_line import run_command
+from pipelines.conditional_ddpm.course_output import add_model_arguments, check_model_arguments
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps, make_scheduler
 
@@ -81,7 +82,8 @@ def _show_mosaic(ax, images, rows, columns, row_labels, column_labels, ylabel, x
         spine.set_visible(False)
 
 
-def sample_grid(pipe, guidance: float, per_digit: int, steps: int, seed: int, capture=()):
+def sample_each_digit(pipe, guidance: float, per_digit: int, steps: int, seed: int, capture=()):
+    """`per_digit` samples of each digit 0-9 (digit-major) as numpy images, from one seeded generator."""
     generator = torch.Generator().manual_seed(seed)
     return pipe(
         digit=list(range(NUM_DIGITS)),
@@ -97,7 +99,7 @@ def sample_grid(pipe, guidance: float, per_digit: int, steps: int, seed: int, ca
 def grid_and_reverse_process(pipe, output_dir: Path, guidance: float, steps: int, seed: int, label: str):
     """grid_10x10.png, and reverse_process_0.png from the same run (the first "0" of the grid)."""
     frames = nearest_visited(REPORT_FRAMES, visited_timesteps(pipe, steps))
-    out = sample_grid(pipe, guidance, per_digit=10, steps=steps, seed=seed, capture=frames)
+    out = sample_each_digit(pipe, guidance, per_digit=10, steps=steps, seed=seed, capture=frames)
 
     fig = Figure(figsize=(6.4, 6.8))
     ax = fig.subplots()
@@ -132,7 +134,7 @@ def guidance_sweep(pipe, output_dir: Path, per_digit: int, steps: int, seed: int
     fig = Figure(figsize=(6.4, 0.75 * per_digit * len(SWEEP_GUIDANCE) + 1.2))
     axes = fig.subplots(len(SWEEP_GUIDANCE), 1)
     for ax, guidance in zip(np.atleast_1d(axes), SWEEP_GUIDANCE):
-        images = sample_grid(pipe, guidance, per_digit, steps, seed).images
+        images = sample_each_digit(pipe, guidance, per_digit, steps, seed).images
         # The pipeline is digit-major; show digits as columns and samples as rows.
         images = images.reshape(NUM_DIGITS, per_digit, *images.shape[1:]).swapaxes(0, 1).reshape(images.shape)
         _show_mosaic(
@@ -330,10 +332,14 @@ def draw_torchview(unet: UNet2DModel, path: Path) -> bool:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default="hub_cards/cfg-mnistm", help="ConditionalDDPMPipeline folder")
+    add_model_arguments(parser)
     parser.add_argument("--output_dir", default="docs/figures/cfg")
-    parser.add_argument("--guidance", type=float, default=2.0, help="w of the 10x10 grid and reverse process")
-    parser.add_argument("--scheduler", choices=sorted(SCHEDULERS), default="ddpm")
+    parser.add_argument(
+        "--scheduler",
+        choices=sorted(SCHEDULERS),
+        default="ddpm",
+        help="default: the report's sampler, every trained step, so that each reverse-process frame is visited",
+    )
     parser.add_argument(
         "--num_inference_steps",
         type=int,
@@ -349,11 +355,7 @@ def parse_args(argv=None):
     # Checked before the model loads or any folder is made, so a typo costs nothing.
     if args.sweep_samples < 1:
         raise ValueError(f"--sweep_samples must be >= 1, got {args.sweep_samples}")
-    if not math.isfinite(args.guidance) or args.guidance < 0:
-        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
-    if args.num_inference_steps is not None and args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    check_pretrained(args.pretrained, hub=False)
+    check_model_arguments(args)
     check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained,))
     return args
 
@@ -387,8 +389,8 @@ def main(args):
     print(f"wrote {', '.join(written)} to {args.output_dir} ({label}; reverse-process frames t = {frames})")
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 `model.safetensors`, this file and its configuration, and the digit image processor; so
 `AutoModelForImageClassification.from_pretrained(dir, trust_remote_code=True)` and
 `transformers.pipeline("image-classification", model=dir, trust_remote_code=True)` need only transformers.
-This file therefore imports nothing from the project except inside a `try` (relative imports are copied along).
+This file therefore imports only the libraries and its sibling files (transformers copies relative imports along).
 
 Two feature extractors:
 - `architecture="report"`: the course report's network, RGB in [-1, 1] straight in (like-for-like row).
@@ -17,22 +17,16 @@ Two feature extractors:
 """
 
 import math
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
-from transformers.utils import logging as hf_logging
 
 from .configuration_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig
-
-try:  # inside the project: the preprocessing is saved beside the weights. A copy loaded with trust_remote_code
-    # runs without the project, and its folder already holds the processor.
-    from pipelines.digit_classifier.image_processing_digits import DigitImageProcessor
-except ImportError:
-    DigitImageProcessor = None
+from .image_processing_digits import DigitImageProcessor
+from .pretrained_helpers import without_progress_bars
 
 __all__ = [
     "ARCHITECTURES",
@@ -46,19 +40,6 @@ __all__ = [
 
 # ITU-R BT.601 luma weights, the same as PIL's convert("L").
 LUMA = (0.299, 0.587, 0.114)
-
-
-@contextmanager
-def _without_progress_bars():
-    """A one-file model loads and saves in a blink; transformers' per-shard bars would only clutter the
-    commands' stderr, whose errors are one line."""
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 def dann_lambda(progress: float, gamma: float = 10.0, max_value: float = 1.0) -> float:
@@ -222,16 +203,15 @@ class DANNModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        with _without_progress_bars():
+        with without_progress_bars():
             return super().from_pretrained(*args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save (config.json with auto_map, model.safetensors, this code), plus the image
-        processor inside the project, so that the folder is complete for `pipeline("image-classification")`."""
-        with _without_progress_bars():
+        processor, so that the folder is complete for `pipeline("image-classification")`."""
+        with without_progress_bars():
             super().save_pretrained(save_directory, *args, **kwargs)
-        if DigitImageProcessor is not None:
-            DigitImageProcessor(image_size=self.config.image_size, num_channels=3).save_pretrained(save_directory)
+        DigitImageProcessor(image_size=self.config.image_size, num_channels=3).save_pretrained(save_directory)
 
     def forward(self, pixel_values: torch.Tensor, grl_coeff: float | None = None) -> DANNOutput:
         """Class logits always; domain logits only when `grl_coeff` (the lambda of the reversal) is given."""
@@ -255,6 +235,7 @@ class DANNModel(PreTrainedModel):
         return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
 
-# `save_pretrained` then writes `auto_map` and copies this file and its configuration into the folder.
+# `save_pretrained` then writes `auto_map` and copies this file and its siblings into the folder.
 DANNConfig.register_for_auto_class()
 DANNModel.register_for_auto_class("AutoModelForImageClassification")
+DigitImageProcessor.register_for_auto_class("AutoImageProcessor")

@@ -1,6 +1,6 @@
 """Label a folder of digit images with a trained DANN model and write `image_name,label` rows.
 
-    python -m pipelines.dann --pretrained hub_cards/dann-mnistm-usps --input_dir digits/ --output_csv pred.csv
+    python -m pipelines.dann --pretrained dann-mnistm-usps --input_dir digits/ --output_csv pred.csv
 
 Every PNG or JPEG directly inside `--input_dir` (any size, grey, RGB or palette) is converted to RGB and
 resized to 28x28 with PIL bilinear, exactly as `adapters.decode_digits` prepared the training data.
@@ -24,7 +24,7 @@ import torch
 
 from adapters import digit_pixel_values, read_image_file
 from adapters.folders import write_file_atomically
-from pipelines.command_line import check_pretrained, run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.dann.modeling_dann import DANNModel
 
 logger = logging.getLogger(__name__)
@@ -88,7 +88,11 @@ def write_predictions(rows: list[tuple[str, int, float]], output_csv, with_confi
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Predict digit labels for a folder of images with a DANN model.")
-    parser.add_argument("--pretrained", required=True, help="folder (or Hub id) written by training/train_dann.py")
+    parser.add_argument(
+        "--pretrained",
+        required=True,
+        help="folder written by training/train_dann.py, a shipped model's name (dann-mnistm-usps) or a Hub id",
+    )
     parser.add_argument("--input_dir", required=True, help="folder of PNG/JPEG digit images")
     parser.add_argument("--output_csv", required=True, help="where to write image_name,label")
     parser.add_argument(
@@ -105,20 +109,19 @@ def parse_args(argv=None):
 
 
 def main(args) -> list[tuple[str, int, float]]:
-    check_pretrained(args.pretrained)
-    pretrained = Path(args.pretrained)
-    if pretrained.exists() and not (pretrained / "config.json").exists():
+    pretrained = resolve_pretrained(args.pretrained)
+    if Path(pretrained).exists() and not (Path(pretrained) / "config.json").exists():
         raise FileNotFoundError(f"{pretrained} has no config.json: not a folder written by DANNModel.save_pretrained")
-    model = DANNModel.from_pretrained(args.pretrained).to(args.device)
+    model = DANNModel.from_pretrained(pretrained).to(args.device)
     rows = predict_folder(model, args.input_dir, args.batch_size)
     write_predictions(rows, args.output_csv, args.with_confidence)
     logger.info("wrote %d predictions to %s", len(rows), args.output_csv)
     return rows
 
 
-def cli(argv=None):
+def cli(argv=None) -> None:
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    return run_command(main, parse_args, argv)
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

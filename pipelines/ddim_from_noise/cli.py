@@ -1,8 +1,9 @@
 """DDIM from given noises, on the command line.
 
-    # one NN.png for each NN.pt (the course's face task)
+    # one NN.png for each NN.pt (the course's face task); --noise_dir defaults to the model folder's noise/
     python -m pipelines.ddim_from_noise --pretrained DIR --noise_dir DIR --output_dir OUT [--eta 0] \
         [--num_inference_steps 50] [--preset course|diffusers] [--seed 0] [--device cuda] [--overwrite]
+    python -m pipelines.ddim_from_noise --pretrained ddpm-lfw-faces --output_dir OUT     # the shipped model
     # MSE on the 0-255 scale of each image pair, then the mean
     python -m pipelines.ddim_from_noise score --pred OUT --gt GT
     # initial noises in the course's format (float32 [1, C, H, W]) for a model of your own
@@ -20,41 +21,61 @@ import torch
 
 from adapters.faces import face_mse, load_face_noises, save_face_noises
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import check_pretrained, run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 
 
-def parse_sample_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.ddim_from_noise", description="DDIM from given initial noises."
+def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: int = 50) -> None:
+    """The arguments every command that samples from given noises takes (this one and the figures)."""
+    parser.add_argument(
+        "--pretrained",
+        required=True,
+        help="UNet2DModel folder (or its pipeline folder), a shipped model's name (ddpm-lfw-faces) or a Hub id",
     )
-    parser.add_argument("--pretrained", required=True, help="UNet2DModel folder (or its pipeline folder) or Hub id")
-    parser.add_argument("--noise_dir", required=True, help="folder of NN.pt initial noises")
-    parser.add_argument("--output_dir", required=True, help="where NN.png is written for each NN.pt")
-    parser.add_argument("--eta", type=float, default=0.0, help="0: deterministic DDIM, 1: DDPM variance")
-    parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument(
+        "--noise_dir", default=None, help="folder of NN.pt initial noises (default: the model folder's noise/)"
+    )
+    parser.add_argument("--output_dir", required=True)
     parser.add_argument(
         "--preset",
         choices=sorted(PRESETS),
         default=None,
         help="default: the stored settings of a saved DDIMFromNoisePipeline, else course",
     )
-    parser.add_argument("--seed", type=int, default=0, help="image i draws its eta > 0 noise from seed + i")
-    parser.add_argument("--batch_size", type=int, default=10)
+    parser.add_argument("--num_inference_steps", type=int, default=num_inference_steps)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
+
+
+def check_model_arguments(args: argparse.Namespace) -> None:
+    """Everything about the model, the noises and the output folder that can be checked before the model loads
+    or a folder is made; resolves --pretrained (a shipped name becomes its folder) and the default --noise_dir."""
+    if args.num_inference_steps < 1:
+        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    args.pretrained = resolve_pretrained(args.pretrained)
+    if args.noise_dir is None:
+        if not (Path(args.pretrained) / "noise").is_dir():
+            raise FileNotFoundError(f"--pretrained {args.pretrained} has no noise/ folder: give --noise_dir")
+        args.noise_dir = str(Path(args.pretrained) / "noise")
+    if not Path(args.noise_dir).is_dir():
+        raise FileNotFoundError(f"noise folder {args.noise_dir} (--noise_dir) does not exist")
+    check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained, args.noise_dir))
+
+
+def parse_sample_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.ddim_from_noise", description="DDIM from given initial noises."
+    )
+    add_model_arguments(parser)
+    parser.add_argument("--eta", type=float, default=0.0, help="0: deterministic DDIM, 1: DDPM variance")
+    parser.add_argument("--seed", type=int, default=0, help="image i draws its eta > 0 noise from seed + i")
+    parser.add_argument("--batch_size", type=int, default=10)
     args = parser.parse_args(argv)
-    # Everything that can be checked without the model is checked before it loads or a folder is made.
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if not 0.0 <= args.eta <= 1.0:  # also refuses nan
         raise ValueError(f"--eta must be in [0, 1], got {args.eta}")
-    if args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    check_pretrained(args.pretrained)
-    if not Path(args.noise_dir).is_dir():
-        raise FileNotFoundError(f"noise folder {args.noise_dir} (--noise_dir) does not exist")
-    check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained, args.noise_dir))
+    check_model_arguments(args)
     return args
 
 
@@ -138,8 +159,8 @@ def main(argv=None):
     return sample(parse_sample_args(argv))
 
 
-def cli(argv=None):
-    return run_command(main, None, argv)
+def cli(argv=None) -> None:
+    run_command(main, None, argv)
 
 
 if __name__ == "__main__":

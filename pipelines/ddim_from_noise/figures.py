@@ -1,9 +1,9 @@
 """The DDIM figures of the course's face task, by one command.
 
-    python -m pipelines.ddim_from_noise.figures --pretrained hub_cards/ddpm-lfw-faces \
-        --noise_dir hub_cards/ddpm-lfw-faces/noise --output_dir docs/figures/ddim
+    python -m pipelines.ddim_from_noise.figures --pretrained ddpm-lfw-faces --output_dir docs/figures/ddim
 
-writes, from the noises 00.pt .. 03.pt (and 00, 01 for the interpolations):
+writes, from the noises 00.pt .. 03.pt of --noise_dir (default: the model folder's noise/; 00, 01 for the
+interpolations):
 
 - ``eta_grid.png``: eta = 0.0, 0.1, ..., 0.9 (rows) x noises 00-03 (columns);
 - ``eta_0.5_twice.png``: eta = 0.5 twice with different seeds (rows): what the randomness changes;
@@ -19,10 +19,11 @@ from diffusers.utils import make_image_grid
 from matplotlib.figure import Figure
 
 from adapters.faces import load_face_noises
-from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import check_pretrained, run_command
+from adapters.folders import write_folder_atomically
+from pipelines.command_line import run_command
+from pipelines.ddim_from_noise.cli import add_model_arguments, check_model_arguments
 from pipelines.ddim_from_noise.interpolation import lerp, slerp
-from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 
 ETAS = [round(0.1 * i, 1) for i in range(10)]
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -31,26 +32,10 @@ GRID_NOISES = ["00", "01", "02", "03"]
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="DDIM figures: eta grid, eta 0.5 twice, slerp and lerp rows.")
-    parser.add_argument("--pretrained", required=True, help="UNet2DModel folder or Hub id")
-    parser.add_argument("--noise_dir", required=True, help="folder with at least 00.pt .. 03.pt")
-    parser.add_argument("--output_dir", required=True)
-    parser.add_argument(
-        "--preset",
-        choices=sorted(PRESETS),
-        default=None,
-        help="default: the stored settings of a saved DDIMFromNoisePipeline, else course",
-    )
-    parser.add_argument("--num_inference_steps", type=int, default=50)
+    add_model_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the eta > 0 noise; the repeat uses seed + 1")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
-    if args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    check_pretrained(args.pretrained)
-    if not Path(args.noise_dir).is_dir():
-        raise FileNotFoundError(f"noise folder {args.noise_dir} (--noise_dir) does not exist")
-    check_output_dir(args.output_dir, args.overwrite, inputs=(args.pretrained, args.noise_dir))
+    check_model_arguments(args)
     return args
 
 
@@ -135,8 +120,8 @@ def main(args) -> list:
     return [Path(args.output_dir) / name for name in names]
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

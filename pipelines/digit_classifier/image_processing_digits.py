@@ -7,7 +7,7 @@ DANN and classifier weights (`preprocessor_config.json` + this file), so that
 as the project's commands.
 
 This file is copied into model folders for `trust_remote_code`: it imports only numpy, PIL, torch and
-transformers.
+transformers. `pipelines/dann/` holds a symbolic link to it (see `pretrained_helpers`).
 """
 
 import numpy as np

@@ -12,12 +12,11 @@ images of any size or mode to that form, so any 28x28 RGB PNG can be scored.
 The model is a transformers `PreTrainedModel`: `save_pretrained` writes `config.json` +
 `model.safetensors` and copies this file and its configuration beside them (`auto_map`), so that
 `AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)` loads it with only
-transformers installed. This file therefore imports nothing from the project (relative imports only).
+transformers installed. This file therefore imports only the libraries and its sibling files.
 """
 
 import json
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,23 +25,10 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import ImageClassifierOutput
-from transformers.utils import logging as hf_logging
 
 from .configuration_digit_classifier import DigitClassifierConfig
 from .image_processing_digits import DigitImageProcessor
-
-
-@contextmanager
-def _without_progress_bars():
-    """A one-file model loads and saves in a blink; transformers' per-shard bars would only clutter the
-    commands' stderr, whose errors are one line."""
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
+from .pretrained_helpers import without_progress_bars
 
 
 def _conv_bn_relu(in_channels, out_channels):
@@ -123,20 +109,21 @@ class DigitClassifier(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         folder = Path(str(pretrained_model_name_or_path))
-        legacy = folder / "diffusion_pytorch_model.safetensors"
-        if legacy.is_file() and not (folder / "model.safetensors").is_file():
-            # a folder written before the port to transformers (diffusers' file names): same fields, same weights
+        diffusers_weights = folder / "diffusion_pytorch_model.safetensors"
+        if diffusers_weights.is_file() and not (folder / "model.safetensors").is_file():
+            # a folder saved in diffusers' layout (ModelMixin file names, config.json without model_type) holds the
+            # same fields and weights; transformers' loader would not find them
             fields = json.loads((folder / "config.json").read_text())
             model = cls(DigitClassifierConfig(**{k: v for k, v in fields.items() if not k.startswith("_")}))
-            model.load_state_dict(load_file(str(legacy)))
+            model.load_state_dict(load_file(str(diffusers_weights)))
             return model.eval()
-        with _without_progress_bars():
+        with without_progress_bars():
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save (config.json with auto_map, model.safetensors, this code), plus the image
         processor, so that the folder is complete for `pipeline("image-classification", ...)`."""
-        with _without_progress_bars():
+        with without_progress_bars():
             super().save_pretrained(save_directory, *args, **kwargs)
         self.image_processor().save_pretrained(save_directory)
 

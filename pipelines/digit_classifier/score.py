@@ -1,6 +1,6 @@
 """Score a folder of generated digits with the digit classifier: overall and per-digit accuracy.
 
-    python -m pipelines.digit_classifier --pretrained hub_cards/mnistm-digit-classifier --images OUT [--json r.json]
+    python -m pipelines.digit_classifier --images OUT [--json r.json]      # the shipped mnistm-digit-classifier
 
 Every `*.png` in the folder is scored; its true label is the first character of its file name, as in
 the course's `{digit}_{001..100}.png` convention. Images of any size or mode are converted to the
@@ -16,7 +16,8 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 from adapters import read_image_file
-from pipelines.command_line import check_pretrained, run_command
+from adapters.folders import write_text_atomically
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 
 
@@ -88,7 +89,9 @@ def score_folder(model: DigitClassifier, folder: Path, pattern: str = "*.png", b
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--pretrained", default="hub_cards/mnistm-digit-classifier", help="DigitClassifier folder (save_pretrained)"
+        "--pretrained",
+        default="mnistm-digit-classifier",
+        help="a DigitClassifier folder (save_pretrained) or a shipped model's name",
     )
     parser.add_argument("--images", required=True, help="folder of {digit}_*.png images")
     parser.add_argument("--pattern", default="*.png", help="which files in the folder to score")
@@ -99,19 +102,19 @@ def parse_args(argv=None):
 
 
 def main(args) -> dict:
-    check_pretrained(args.pretrained, hub=False)
+    pretrained = resolve_pretrained(args.pretrained, hub=False)
     if not Path(args.images).is_dir():
         raise FileNotFoundError(f"image folder {args.images} (--images) does not exist")
-    model = DigitClassifier.from_pretrained(args.pretrained).to(args.device)
+    model = DigitClassifier.from_pretrained(pretrained).to(args.device)
     report = score_folder(model, Path(args.images), args.pattern, args.batch_size)
     print(f"{args.images}: {report['total']} images\n{format_report(report)}")
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_text_atomically(args.json, json.dumps(report, indent=2))
     return report
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Model cards (huggingface_hub `ModelCard` / `ModelCardData`) and the usage snippets they show.
+"""Model cards (huggingface_hub `ModelCard` / `ModelCardData`): the one place the project builds and writes them.
+
+A card is metadata (`card_data`, `classifier_card_data`, `accuracy_result`) and a markdown body: `build_card`
+joins them, `save_card` writes a folder's README.md whole, `refresh_card` replaces the metadata and the "## Use"
+section of an existing card and keeps the rest. The training commands build their bodies from their own records
+and write them through these functions.
 
 Every card shows two ways to use its folder: with this repository installed, and with only diffusers or
 transformers (the folder's own code, `trust_remote_code=True`). `ref` is a local folder or a Hub id; the
@@ -11,6 +16,8 @@ import re
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from adapters.folders import write_file_atomically
 
 # Hub ids of the digit datasets (adapters.digits.DIGIT_DATASETS). The LFW faces are scikit-image's 100 crops,
 # which have no Hub id: the face cards name them in words only.
@@ -228,6 +235,13 @@ def build_card(data: ModelCardData, body: str) -> ModelCard:
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n")
 
 
+def save_card(card: ModelCard, folder: str | Path) -> Path:
+    """Write the card as `folder/README.md`, whole or not at all (a temporary file renamed into place)."""
+    path = Path(folder) / "README.md"
+    write_file_atomically(path, lambda temporary: card.save(temporary))
+    return path
+
+
 def with_usage_section(body: str, section: str) -> str:
     """`body` with its "## Use" section replaced by `section`, or `section` added before the first other
     "## " heading (at the end when there is none)."""
@@ -246,7 +260,7 @@ def refresh_card(folder: str | Path, data: ModelCardData, section: str) -> Model
     if not path.is_file():
         raise FileNotFoundError(f"{folder} has no README.md card to refresh")
     card = build_card(data, with_usage_section(ModelCard.load(path).text, section))
-    card.save(path)
+    save_card(card, folder)
     return card
 
 

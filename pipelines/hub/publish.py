@@ -1,6 +1,6 @@
 """Push a shipped model folder or a training output to the Hugging Face Hub.
 
-    python -m pipelines.hub hub_cards/dann-mnistm-usps --repo_id me/dann-mnistm-usps --dry_run
+    python -m pipelines.hub dann-mnistm-usps --repo_id me/dann-mnistm-usps --dry_run      # a shipped folder
     python -m pipelines.hub runs/cfg --repo_id me/cfg-mnistm --private
 
 Refused, before anything is sent: a folder without a model card (README.md with metadata), a folder holding
@@ -21,7 +21,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
 
-from pipelines.command_line import run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.hub.remote_code import stale_code
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -98,7 +98,7 @@ def _first_line(error: Exception) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a hub_cards/ folder or a training output folder")
+    parser.add_argument("folder", help="a training output folder, or a shipped folder's name (dann-mnistm-usps)")
     parser.add_argument("--repo_id", required=True, help="the Hub repository, owner/name")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--dry_run", action="store_true", help="list the files that would go up; send nothing")
@@ -108,6 +108,7 @@ def parse_args(argv=None):
 
 def main(args) -> list[str]:
     validate_repo_id(args.repo_id)  # a ValueError naming the problem
+    args.folder = Path(resolve_pretrained(args.folder, "folder", hub=False))
     files = files_to_upload(args.folder)
     if args.dry_run:
         for name in files:
@@ -121,8 +122,8 @@ def main(args) -> list[str]:
     return files
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A folder names its code itself: a diffusers folder in model_index.json (`"_class_name": [module, class]`), a
 transformers folder in the `auto_map` of config.json / preprocessor_config.json (`"module.Class"`). Each of those
-modules is a file of this package that imports nothing from the project, copied verbatim into the folder.
+modules is a file of this package that imports only the libraries and its sibling files (`from .name import ...`,
+which the libraries copy along), copied verbatim into the folder together with those siblings.
 
     python -m pipelines.hub.remote_code hub_cards/cfg-mnistm ...          # copy the current source in
     python -m pipelines.hub.remote_code --check hub_cards/*/              # exit 2 naming any stale copy
@@ -11,6 +12,7 @@ modules is a file of this package that imports nothing from the project, copied 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import shutil
@@ -27,6 +29,7 @@ CODE_MODULES = {
     "modeling_digit_classifier": "pipelines.digit_classifier.modeling_digit_classifier",
     "configuration_digit_classifier": "pipelines.digit_classifier.configuration_digit_classifier",
     "image_processing_digits": "pipelines.digit_classifier.image_processing_digits",
+    "pretrained_helpers": "pipelines.digit_classifier.pretrained_helpers",
 }
 
 
@@ -59,12 +62,29 @@ def declared_modules(folder: str | Path) -> list[str]:
     return sorted(modules)
 
 
+def sibling_imports(module: str) -> list[str]:
+    """The modules that `module`'s source imports from its own folder (`from .name import ...`), sorted."""
+    tree = ast.parse(source_file(module).read_text())
+    return sorted({node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1})
+
+
+def required_modules(folder: str | Path) -> list[str]:
+    """The declared modules and, transitively, the siblings they import: every code file the folder needs."""
+    needed, pending = set(), declared_modules(folder)
+    while pending:
+        module = pending.pop()
+        if module not in needed:
+            needed.add(module)
+            pending += sibling_imports(module)
+    return sorted(needed)
+
+
 def stale_code(folder: str | Path) -> list[str]:
-    """File names of the folder's declared code that are missing or differ from the package's source."""
+    """File names of the folder's code (`required_modules`) that are missing or differ from the package's source."""
     folder = Path(folder)
     return [
         f"{module}.py"
-        for module in declared_modules(folder)
+        for module in required_modules(folder)
         if not (folder / f"{module}.py").is_file()
         or (folder / f"{module}.py").read_bytes() != source_file(module).read_bytes()
     ]
@@ -126,8 +146,8 @@ def main(args) -> dict[str, list[str]]:
     return changed
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from huggingface_hub import EvalResult
 
+import hub_cards
 from pipelines.command_line import run_command
 from pipelines.hub.cards import (
     accuracy_result,
@@ -30,7 +31,6 @@ from pipelines.hub.cards import (
     usage_section,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 # The faces' final training loss, read off the training log when the model was trained (README "Training").
 FACES_FINAL_TRAINING_LOSS = 0.0182
 
@@ -51,42 +51,45 @@ def faces_gt_mse(folder: Path) -> float:
         return float(np.mean(list(face_mse(predictions, folder / "GT").values())))
 
 
+def refresh_classifier_card(
+    folder: Path, ref: str, result: EvalResult, datasets: list[str], tags: list[str], model_class: str, command: str
+) -> Path:
+    """Rewrite the card of a digit classifier folder (DANN or the scoring classifier); returns its path."""
+    data = classifier_card_data(folder.name, datasets, [result], tags=tags)
+    section = usage_section(*classifier_usage_snippets(ref, model_class), "transformers", command=command)
+    refresh_card(folder, data, section)
+    return folder / "README.md"
+
+
 def refresh_shipped_cards(root: Path, ref_root: str = "hub_cards") -> dict[str, Path]:
-    """Rewrite the three cards; `ref_root` is how the snippets name the folders (a path from the repo root)."""
+    """Rewrite the three cards; `ref_root` is how the snippets name the folders (a path from the repo root).
+    The commands name them as the installed commands do: by their shipped names."""
     written = {}
 
     name = "dann-mnistm-usps"
     metrics = json.loads((root / name / "metrics.json").read_text())
     source, target = metrics["source"], metrics["target"]
-    data = classifier_card_data(
-        f"{name}",
+    written[name] = refresh_classifier_card(
+        root / name,
+        f"{ref_root}/{name}",
+        accuracy_result(target, "validation", metrics["target_val_accuracy"]),
         [source, target],
-        [accuracy_result(target, "validation", metrics["target_val_accuracy"])],
-        tags=["domain-adaptation", "dann", source, target],
+        ["domain-adaptation", "dann", source, target],
+        "DANNModel",
+        f"python -m pipelines.dann --pretrained {name} --input_dir DIGITS/ --output_csv pred.csv",
     )
-    section = usage_section(
-        *classifier_usage_snippets(f"{ref_root}/{name}", "DANNModel"),
-        "transformers",
-        command=f"python -m pipelines.dann --pretrained {ref_root}/{name} --input_dir DIGITS/ --output_csv pred.csv",
-    )
-    refresh_card(root / name, data, section)
-    written[name] = root / name / "README.md"
 
     name = "mnistm-digit-classifier"
     report = json.loads((root / name / "eval_results.json").read_text())
-    data = classifier_card_data(
-        name,
+    written[name] = refresh_classifier_card(
+        root / name,
+        f"{ref_root}/{name}",
+        accuracy_result("mnistm", report["split"], report["accuracy"]),
         ["mnistm"],
-        [accuracy_result("mnistm", report["split"], report["accuracy"])],
-        tags=["mnistm", "guided-diffusion-da"],
+        ["mnistm", "guided-diffusion-da"],
+        "DigitClassifier",
+        f"python -m pipelines.digit_classifier --pretrained {name} --images DIR",
     )
-    section = usage_section(
-        *classifier_usage_snippets(f"{ref_root}/{name}", "DigitClassifier"),
-        "transformers",
-        command=f"python -m pipelines.digit_classifier --pretrained {ref_root}/{name} --images DIR",
-    )
-    refresh_card(root / name, data, section)
-    written[name] = root / name / "README.md"
 
     name = "ddpm-lfw-faces"
     mse = faces_gt_mse(root / name)
@@ -121,8 +124,7 @@ def refresh_shipped_cards(root: Path, ref_root: str = "hub_cards") -> dict[str, 
         tags=["diffusers", "ddpm", "ddim", task, "faces", "custom_code"],
     )
     command = (
-        f"python -m pipelines.ddim_from_noise --pretrained {ref_root}/{name} "
-        f"--noise_dir {ref_root}/{name}/noise --output_dir out\n"
+        f"python -m pipelines.ddim_from_noise --pretrained {name} --output_dir out   # the folder's noise/\n"
         f"python -m pipelines.ddim_from_noise score --pred out --gt {ref_root}/{name}/GT"
     )
     section = usage_section(
@@ -135,7 +137,7 @@ def refresh_shipped_cards(root: Path, ref_root: str = "hub_cards") -> dict[str, 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", type=Path, default=REPO_ROOT / "hub_cards", help="folder holding the shipped models")
+    parser.add_argument("--root", type=Path, default=hub_cards.ROOT, help="folder holding the shipped models")
     return parser.parse_args(argv)
 
 
@@ -147,8 +149,8 @@ def main(args) -> dict[str, Path]:
     return written
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

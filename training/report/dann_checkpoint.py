@@ -1,6 +1,6 @@
 """Score a saved DANN folder: target validation accuracy (bilinear and nearest-neighbour resizing) and calibration.
 
-    python -m training.report.dann_checkpoint --pretrained hub_cards/dann-mnistm-usps --source mnistm \
+    python -m training.report.dann_checkpoint --pretrained dann-mnistm-usps --source mnistm \
         --target usps --source_dir ../shared/data/mnistm --target_dir ../shared/data/usps \
         --output_json docs/figures/dann/shipped-mnistm-usps.json -- --augment --aug_scale 1.1 1.7 ...
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from adapters import to_model_range
-from pipelines.command_line import run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.dann.modeling_dann import DANNModel
 from training.dann.args import parse_args as parse_train_args
 from training.dann.data import augment_with_flags, load_splits
@@ -35,7 +35,7 @@ def parse_args(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     own = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pretrained", required=True)
+    parser.add_argument("--pretrained", required=True, help="a DANN folder or a shipped model's name")
     parser.add_argument("--output_json", default=None)
     args, rest = parser.parse_known_args(own)
     args.train = parse_train_args(rest + (argv[argv.index("--") + 1 :] if "--" in argv else []))
@@ -45,6 +45,7 @@ def parse_args(argv=None):
 @torch.no_grad()
 def main(args) -> dict:
     train = args.train
+    args.pretrained = resolve_pretrained(args.pretrained, hub=False)
     if not Path(args.pretrained, "config.json").exists():
         raise FileNotFoundError(f"{args.pretrained} has no config.json: not a folder written by save_pretrained")
     model = DANNModel.from_pretrained(args.pretrained).eval()

@@ -27,12 +27,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+import hub_cards
 from adapters.folders import write_folder_atomically, write_text_atomically
-from pipelines.command_line import check_pretrained, run_command
+from pipelines.command_line import resolve_pretrained, run_command
 from training.report.markdown import write_report
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-HUB_CARDS = REPO_ROOT / "hub_cards"
 
 PROFILES = {
     "quick": {
@@ -81,10 +79,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--usps", default=None)
     data.add_argument("--mnist", default=None, help="MNIST; enables the MNIST -> MNIST-M scenario")
     data.add_argument("--svhn", default=None, help="SVHN; enables the MNIST-M -> SVHN scenario")
-    models = parser.add_argument_group("checkpoints (default: the shipped ones)")
-    models.add_argument("--cfg_pretrained", default=str(HUB_CARDS / "cfg-mnistm"))
-    models.add_argument("--classifier", default=str(HUB_CARDS / "mnistm-digit-classifier"))
-    models.add_argument("--faces_pretrained", default=str(HUB_CARDS / "ddpm-lfw-faces"))
+    models = parser.add_argument_group("checkpoints: a folder or a shipped model's name (default: the shipped ones)")
+    models.add_argument("--cfg_pretrained", default="cfg-mnistm")
+    models.add_argument("--classifier", default="mnistm-digit-classifier")
+    models.add_argument("--faces_pretrained", default="ddpm-lfw-faces", help="a folder, shipped name or Hub id")
     models.add_argument("--noise_dir", default=None, help="NN.pt noises (default: <faces_pretrained>/noise)")
     models.add_argument("--gt_dir", default=None, help="NN.png ground truth (default: <faces_pretrained>/GT)")
     knobs = parser.add_argument_group("overrides of the profile's settings")
@@ -99,15 +97,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    args.noise_dir = args.noise_dir or str(Path(args.faces_pretrained) / "noise")
-    args.gt_dir = args.gt_dir or str(Path(args.faces_pretrained) / "GT")
     if args.profile == "full" and args.mnistm is None:
         parser.error("--profile full trains on the full data: pass --mnistm (and --usps) paths or Hub ids")
     # Later stages read these models; a mistyped folder fails now, not after an hour of earlier stages.
     if args.cfg_train_args is None:
-        check_pretrained(args.cfg_pretrained, "--cfg_pretrained", hub=False)
-    check_pretrained(args.classifier, "--classifier", hub=False)
-    check_pretrained(args.faces_pretrained, "--faces_pretrained")
+        args.cfg_pretrained = resolve_pretrained(args.cfg_pretrained, "--cfg_pretrained", hub=False)
+    args.classifier = resolve_pretrained(args.classifier, "--classifier", hub=False)
+    args.faces_pretrained = resolve_pretrained(args.faces_pretrained, "--faces_pretrained")
+    args.noise_dir = args.noise_dir or str(Path(args.faces_pretrained) / "noise")
+    args.gt_dir = args.gt_dir or str(Path(args.faces_pretrained) / "GT")
     return args
 
 
@@ -301,8 +299,8 @@ def dann_stage(source: str, target: str, source_dir, target_dir) -> Callable:
             argv += ["--target_dir", target_dir]
         dann_experiments.main(dann_experiments.parse_args([*argv, "--", *args.dann_train_args.split()]))
         result = json.loads((out / f"{source}-{target}.json").read_text())
-        shipped = HUB_CARDS / f"dann-{source}-{target}"
-        if shipped.is_dir():
+        if f"dann-{source}-{target}" in hub_cards.names():
+            shipped = hub_cards.path(f"dann-{source}-{target}")
             result["shipped_dann_accuracy"] = shipped_accuracy(shipped, target, target_dir)
             shipped_metrics = json.loads((shipped / "metrics.json").read_text())
             steps = f", {shipped_metrics['steps']} steps" if "steps" in shipped_metrics else ""
@@ -375,7 +373,8 @@ def is_finished(args, stage: Stage) -> bool:
     return json.loads(record.read_text()).get("settings") == stage.settings(args)
 
 
-def run_stage(args, stage: Stage) -> dict:
+def run_stage_atomically(args, stage: Stage) -> dict:
+    """Run a stage into a fresh folder that replaces its figures whole, then write its record (the "finished" flag)."""
     out = args.output_dir / "figures" / stage.name
     started = time.perf_counter()
     # A stage fills a fresh folder that replaces `out` only when it finishes: figures of a failed or
@@ -407,14 +406,14 @@ def main(args) -> dict:
             skipped.append(stage.name)
             records[stage.name] = json.loads(_record_path(args, stage).read_text())
             continue
-        records[stage.name] = run_stage(args, stage)
+        records[stage.name] = run_stage_atomically(args, stage)
     report = write_report(args, records)
     print(f"wrote {report} ({len(stages) - len(skipped)} stage(s) run, skipped finished: {skipped or 'none'})")
     return {"report": report, "skipped": skipped, "records": records}
 
 
-def cli(argv=None):
-    return run_command(main, parse_args, argv)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)
 
 
 if __name__ == "__main__":

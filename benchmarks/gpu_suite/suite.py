@@ -1,7 +1,7 @@
 """Measure the whole project on one GPU in one go (about 8 minutes on an H100), or all of it tiny on a CPU.
 
-    python benchmarks/gpu_suite.py --data gpu-data --output_dir OUT            # a GPU machine, no network
-    python benchmarks/gpu_suite.py --data gpu-data --output_dir OUT --dry_run  # every stage, tiny, CPU, < 2 min
+    python -m benchmarks.gpu_suite --data gpu-data --output_dir OUT            # a GPU machine, no network
+    python -m benchmarks.gpu_suite --data gpu-data --output_dir OUT --dry_run  # every stage, tiny, CPU, < 2 min
 
 Stages, each with its own time budget (seconds, --budget_scale multiplies them all):
   timing   (c) old vs new training steps and samplers side by side, each speed measure alone, then the
@@ -17,25 +17,26 @@ Stages, each with its own time budget (seconds, --budget_scale multiplies them a
   summary  (f) OUT/summary.md and OUT/summary.json: every figure, the device, versions, exact settings;
                the trained weights stay in OUT (cfg-model/, faces-model/, dann/*/)
 A stage that fails is recorded with its error and the next one runs. --data must be laid out like
-../shared/data (mnistm/, usps/, lfw_faces/); benchmarks/make_gpu_data.py writes a subset that travels.
+../shared/data (mnistm/, usps/, lfw_faces/); `python -m benchmarks.gpu_suite.make_data` writes a subset that
+travels. Run it from the repository root: the timing stage starts `python -m benchmarks.bench_cfg` there.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the benchmark modules beside this file
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project, when run as a script
-
 import torch
-from suite_report import environment, write_summary
 
 from adapters.folders import check_output_dir, mark_folder
+from benchmarks.gpu_suite import cfg_stages, dann_and_face_stages
+from benchmarks.gpu_suite.summary import environment, write_suite_summary
+from pipelines.command_line import run_command
 
 STAGES = ("timing", "train", "sample", "dann", "faces")
 
@@ -95,49 +96,54 @@ class Sizes:
 
 
 def full_sizes() -> Sizes:
-    from suite_cfg import COMPILED, EAGER_SAMPLE, EAGER_TRAIN
+    return Sizes(
+        eager_train=tuple(cfg_stages.EAGER_TRAIN),
+        eager_sample=tuple(cfg_stages.EAGER_SAMPLE),
+        compiled=tuple(cfg_stages.COMPILED),
+    )
 
-    return Sizes(eager_train=tuple(EAGER_TRAIN), eager_sample=tuple(EAGER_SAMPLE), compiled=tuple(COMPILED))
+
+# The dry run's sizes: every stage in tiny sizes on the CPU, in under 2 minutes. The compiled variants need a C++
+# toolchain and minutes on a CPU, so they are left out (the eager variants take the same child-process path); bf16
+# and channels_last are forced so that the paths a GPU is likely to take run here first.
+DRY_RUN_SIZES = {
+    "unet": (8, 16),
+    "groups": 4,
+    "layers": 1,
+    "timing_batch": 8,
+    "timing_steps": 2,
+    "timing_warmup": 1,
+    "num_images": 10,
+    "images_per_digit": 1,
+    "ddpm_steps": 3,
+    "timing_ddpm_steps": 2,
+    "ddim_steps": 2,
+    "fast_steps": 2,
+    "eager_train": ("old", "new"),
+    "eager_sample": ("new",),
+    "compiled": (),
+    "train_batch": 8,
+    "train_steps": 3,
+    "train_warmup": 1,
+    "train_extra": ("--max_train_images", "64"),
+    "logging_steps": 1,
+    "dann_report_batch": 64,
+    "dann_report_epochs": 1,
+    "dann_report_extra": ("--steps_per_epoch", "2"),
+    "dann_improved_epochs": 1,
+    "dann_improved_steps": 2,
+    "face_unet": (8, 16),
+    "face_layers": 1,
+    "face_batch": 8,
+    "face_steps": 2,
+    "face_ddim_steps": 2,
+    "budgets_s": {"timing_eager": 60, "timing_compiled": 60, "train": 60, "sample": 60, "dann": 60, "faces": 60},
+    "force_choice": {"train_bf16": True, "train_channels_last": True, "sample_variant": "new+bf16+channels_last"},
+}
 
 
 def dry_sizes() -> Sizes:
-    # The compiled variants need a C++ toolchain and minutes on a CPU: the dry run skips them (the eager
-    # variants take the same child-process path, so that path is still exercised).
-    return replace(
-        full_sizes(),
-        unet=(8, 16),
-        groups=4,
-        layers=1,
-        timing_batch=8,
-        timing_steps=2,
-        timing_warmup=1,
-        num_images=10,
-        images_per_digit=1,
-        ddpm_steps=3,
-        timing_ddpm_steps=2,
-        ddim_steps=2,
-        fast_steps=2,
-        eager_train=("old", "new"),
-        eager_sample=("new",),
-        compiled=(),
-        train_batch=8,
-        train_steps=3,
-        train_warmup=1,
-        train_extra=("--max_train_images", "64"),
-        logging_steps=1,
-        dann_report_batch=64,
-        dann_report_epochs=1,
-        dann_report_extra=("--steps_per_epoch", "2"),
-        dann_improved_epochs=1,
-        dann_improved_steps=2,
-        face_unet=(8, 16),
-        face_layers=1,
-        face_batch=8,
-        face_steps=2,
-        face_ddim_steps=2,
-        budgets_s={"timing_eager": 60, "timing_compiled": 60, "train": 60, "sample": 60, "dann": 60, "faces": 60},
-        force_choice={"train_bf16": True, "train_channels_last": True, "sample_variant": "new+bf16+channels_last"},
-    )
+    return replace(full_sizes(), **DRY_RUN_SIZES)
 
 
 @dataclass
@@ -155,7 +161,11 @@ class Context:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gpu_suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--data", type=Path, required=True, help="a folder laid out like ../shared/data")
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--dry_run", action="store_true", help="every stage in tiny sizes on the CPU")
@@ -175,11 +185,11 @@ def parse_args(argv=None):
     if missing:
         raise FileNotFoundError(
             f"--data {args.data} lacks {', '.join(missing)}: lay it out like ../shared/data "
-            "(benchmarks/make_gpu_data.py writes such a folder)"
+            "(python -m benchmarks.gpu_suite.make_data writes such a folder)"
         )
     if not args.budget_scale > 0:
         raise ValueError(f"--budget_scale must be > 0, got {args.budget_scale}")
-    check_output_dir(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite, inputs=(args.data,))
     return args
 
 
@@ -197,7 +207,7 @@ def reset_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-def run_stage(record: dict, name: str, work) -> object:
+def run_guarded_stage(record: dict, name: str, work) -> object:
     """Run one stage; its result or its error goes into `record`, and the suite goes on either way."""
     started = time.perf_counter()
     print(f"[gpu_suite] stage {name} ...", flush=True)
@@ -228,11 +238,6 @@ def main(args) -> dict:
 
 
 def run_suite(args) -> dict:
-    import shutil
-
-    import suite_cfg
-    import suite_other
-
     started = time.perf_counter()
     if args.output_dir.exists():
         shutil.rmtree(args.output_dir)  # check_output_dir refused it unless --overwrite and written by us
@@ -263,16 +268,16 @@ def run_suite(args) -> dict:
             "stages": stages,
             "total_seconds": time.perf_counter() - started,
         }
-        write_summary(summary, args.output_dir)
+        write_suite_summary(summary, args.output_dir)
         return summary
 
     env = environment(device)
     timing = train = None
     if "timing" in args.stages:
-        timing = run_stage(stages, "timing", lambda: suite_cfg.timing_stage(ctx))
+        timing = run_guarded_stage(stages, "timing", lambda: cfg_stages.timing_stage(ctx))
         summarise()
     if "train" in args.stages:
-        train = run_stage(stages, "train", lambda: suite_cfg.train_stage(ctx, timing))
+        train = run_guarded_stage(stages, "train", lambda: cfg_stages.train_stage(ctx, timing))
         summarise()
     if "sample" in args.stages:
         model = Path(train["model"]) if train else args.cfg_model
@@ -280,19 +285,17 @@ def run_suite(args) -> dict:
             stages["sample"] = {"status": "skipped", "error": "no model: the train stage did not run or failed"}
         else:
             choice = {**(timing or {}).get("choice", {}), **ctx.sizes.force_choice}
-            run_stage(stages, "sample", lambda: suite_cfg.sample_and_score(ctx, model, choice))
+            run_guarded_stage(stages, "sample", lambda: cfg_stages.sample_and_score(ctx, model, choice))
         summarise()
     if "dann" in args.stages:
-        run_stage(stages, "dann", lambda: suite_other.dann_stage(ctx))
+        run_guarded_stage(stages, "dann", lambda: dann_and_face_stages.dann_stage(ctx))
         summarise()
     if "faces" in args.stages:
-        run_stage(stages, "faces", lambda: suite_other.faces_stage(ctx))
+        run_guarded_stage(stages, "faces", lambda: dann_and_face_stages.faces_stage(ctx))
     summary = summarise()
     print(f"[gpu_suite] wrote {args.output_dir / 'summary.md'} after {summary['total_seconds']:.0f} s", flush=True)
     return summary
 
 
-if __name__ == "__main__":
-    from pipelines.command_line import run_command
-
-    run_command(main, parse_args)
+def cli(argv=None) -> None:
+    run_command(main, parse_args, argv)

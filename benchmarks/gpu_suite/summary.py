@@ -1,4 +1,4 @@
-"""OUT/summary.json and OUT/summary.md of gpu_suite.py: the device, the versions, and every figure measured."""
+"""OUT/summary.json and OUT/summary.md of the GPU suite: the device, the versions, and every figure measured."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from adapters.folders import write_text_atomically
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout whose commit the record names
 GOALS = {
     "train": "a model whose 1000 digits score >= 0.99 in <= 60 s of wall time, data loading included",
     "ddpm": "1000 images, 400 DDPM steps: <= 8 s",
@@ -111,7 +113,7 @@ def _stage_lines(name: str, stage: dict, sizes: dict) -> list[str]:
         shipped, trained = stage["eta_grid_faces"]["shipped"], stage["eta_grid_faces"]["trained"]
         lines += [
             f"faces among the 40 eta-grid images: shipped model {shipped['faces']}, new model "
-            f"{trained['faces']} (threshold {trained['threshold']:.3f}, benchmarks/face_count.py)",
+            f"{trained['faces']} (threshold {trained['threshold']:.3f}, benchmarks.gpu_suite.face_count)",
             "",
             "| eta | shipped | new |",
             "|---|---|---|",
@@ -125,8 +127,9 @@ def _stage_lines(name: str, stage: dict, sizes: dict) -> list[str]:
     return [*lines, ""]
 
 
-def write_summary(summary: dict, out: Path) -> None:
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+def write_suite_summary(summary: dict, out: Path) -> None:
+    """OUT/summary.json and OUT/summary.md, each written whole: the suite rewrites them after every stage."""
+    write_text_atomically(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     env = summary["environment"]
     lines = [
         "# gpu_suite summary" + (" (dry run: tiny sizes on the CPU, not a measurement)" if summary["dry_run"] else ""),
@@ -135,10 +138,10 @@ def write_summary(summary: dict, out: Path) -> None:
         "",
         "packages: " + ", ".join(f"{k} {v}" for k, v in env["packages"].items()),
         "",
-        f"command: `python benchmarks/gpu_suite.py {' '.join(summary['argv'])}`; total "
+        f"command: `python -m benchmarks.gpu_suite {' '.join(summary['argv'])}`; total "
         f"{summary['total_seconds']:.0f} s",
         "",
     ]
     for name, stage in summary["stages"].items():
         lines += _stage_lines(name, stage, summary["sizes"])
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    write_text_atomically(out / "summary.md", "\n".join(lines) + "\n")

@@ -1,9 +1,9 @@
-"""Build the data folder that benchmarks/gpu_suite.py carries to a GPU machine, small enough to travel.
+"""Build the data folder that the GPU suite carries to a GPU machine, small enough to travel.
 
-    python benchmarks/make_gpu_data.py --source ../shared/data --output_dir gpu-data      # about 18 MB
-    python benchmarks/make_gpu_data.py --output_dir gpu-data --mnistm_train 30000 --max_mb 60
-    python benchmarks/make_gpu_data.py --datasets mnist5k mnistm --mnistm_train 8000 --mnistm_validation 9001 \
-        --image_format webp --max_mb 23 --output_dir gpu-data-mnist    # MNIST -> MNIST-M (gpu_dann_seeds.py)
+    python -m benchmarks.gpu_suite.make_data --source ../shared/data --output_dir gpu-data      # about 18 MB
+    python -m benchmarks.gpu_suite.make_data --output_dir gpu-data --mnistm_train 30000 --max_mb 60
+    python -m benchmarks.gpu_suite.make_data --datasets mnist5k mnistm --mnistm_train 8000 \
+        --mnistm_validation 9001 --image_format webp --max_mb 23 --output_dir gpu-data-mnist  # gpu_dann_seeds
 
 Writes a folder laid out like ../shared/data (one HF parquet folder per dataset, split by file name):
   mnistm/     the first --mnistm_train training and --mnistm_validation validation images, resized once
@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from adapters.digit_sources import IMAGE_FORMATS, from_arrays
 from adapters.digits import _to_rgb_array, open_image
 
-DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the checkout
 DATASETS = ("mnistm", "usps", "lfw_faces", "mnist5k")
 
 

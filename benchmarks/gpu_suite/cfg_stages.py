@@ -1,9 +1,8 @@
-"""The conditional-DDPM stages of gpu_suite.py: old vs new timing, training to quality, sampling and scoring."""
+"""The conditional-DDPM stages of the GPU suite: old vs new timing, training to quality, sampling and scoring."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -11,8 +10,17 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from variants import autocast, parse_variant, sampling_generator, sampling_unet
 
+import hub_cards
+from benchmarks.variants import (
+    SAMPLE_ABLATION,
+    TRAIN_ABLATION,
+    autocast,
+    is_compiled,
+    parse_variant,
+    sampling_generator,
+    sampling_unet,
+)
 from pipelines.conditional_ddpm import course_output
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import make_scheduler
@@ -20,36 +28,23 @@ from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import score_folder
 from training import train_cfg
 
-ROOT = Path(__file__).resolve().parents[1]
-CLASSIFIER = ROOT / "hub_cards" / "mnistm-digit-classifier"
-EAGER_TRAIN = [
-    "old",
-    "old+device_data",
-    "old+device_data+device_rng",
-    "old+device_data+device_rng+no_sync",
-    "old+device_data+device_rng+no_sync+ema_foreach",
-    "old+device_data+device_rng+no_sync+ema_foreach+fused",
-    "new",
-    "new+channels_last",
-    "new+bf16",
-    "new+bf16+channels_last",
-]
-EAGER_SAMPLE = ["old", "new", "new+channels_last", "new+bf16", "new+bf16+channels_last"]
-COMPILED = ["new+compile", "new+graphs", "new+bf16+graphs"]
+ROOT = Path(__file__).resolve().parents[2]  # the timing child runs `python -m benchmarks.bench_cfg` from here
+# The ablations of benchmarks.variants, split: the compiled variants run in a child of their own with its own
+# deadline, so that a compiler that hangs costs only its budget.
+EAGER_TRAIN = [variant for variant in TRAIN_ABLATION if not is_compiled(variant)]
+EAGER_SAMPLE = [variant for variant in SAMPLE_ABLATION if not is_compiled(variant)]
+COMPILED = [variant for variant in TRAIN_ABLATION if is_compiled(variant)]
 
 
 def run_bench(ctx, name: str, argv: list[str], timeout_s: float) -> dict:
-    """benchmarks/bench_cfg.py in a child process with a deadline: a compiler that hangs costs its budget only."""
+    """benchmarks.bench_cfg in a child process with a deadline: a compiler that hangs costs its budget only."""
     output = ctx.out / f"{name}.json"
-    command = [sys.executable, str(ROOT / "benchmarks" / "bench_cfg.py"), *argv, "--output_json", str(output)]
+    command = [sys.executable, "-m", "benchmarks.bench_cfg", *argv, "--output_json", str(output)]
     if ctx.dry_run:
         command += ["--num_threads", "1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with open(ctx.out / f"{name}.log", "w") as log:
         try:
-            subprocess.run(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=True
-            )
+            subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=timeout_s, check=True)
         except subprocess.TimeoutExpired:
             error = f"stopped at its {timeout_s:.0f} s budget (see {name}.log); the rows before are kept"
         except subprocess.CalledProcessError as failure:
@@ -239,7 +234,7 @@ def sample_and_score(ctx, model_dir: Path, choice: dict) -> dict:
     variant = choice.get("sample_variant", "new")
     settings = parse_variant(variant)
     unet = sampling_unet(pipe.unet, settings)
-    classifier = DigitClassifier.from_pretrained(CLASSIFIER).to(device)
+    classifier = DigitClassifier.from_pretrained(hub_cards.path("mnistm-digit-classifier")).to(device)
     rows = []
     for sampler, steps in (("ddpm", s.ddpm_steps), ("ddim", s.ddim_steps), (s.fast_sampler, s.fast_steps)):
         run = ConditionalDDPMPipeline(unet, make_scheduler(sampler, pipe.scheduler.config), pipe.config.null_class_id)

@@ -1,4 +1,4 @@
-"""The DANN and face stages of gpu_suite.py. Both drive the project's own training commands, as users would."""
+"""The DANN and face stages of the GPU suite. Both drive the project's own training commands, as users would."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import time
 from pathlib import Path
 
 import torch
-from face_count import count_faces
 
+import hub_cards
 from adapters.faces import load_face_noises
+from benchmarks.gpu_suite.face_count import count_faces
 from pipelines.ddim_from_noise import figures
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 from training import train_dann, train_ddpm
 
-ROOT = Path(__file__).resolve().parents[1]
-SHIPPED_FACES = ROOT / "hub_cards" / "ddpm-lfw-faces"
 MODES = ("source_only", "dann", "target_only")
 # the shipped model's method, run with the improved recipe only: the report's network is there for the report's rows
 IMPROVED_MODES = ("source_only", "dann", "mean_teacher", "target_only")
@@ -116,7 +115,7 @@ def eta_grid_faces(ctx, model_dir: Path, training: torch.Tensor) -> dict:
     """The 40 images of the eta grid exactly as figures.py makes them, and how many of them are faces."""
     pipe = DDIMFromNoisePipeline.from_pretrained(str(model_dir), preset="course").to(ctx.device)
     pipe.set_progress_bar_config(disable=True)
-    noises = load_face_noises(SHIPPED_FACES / "noise")
+    noises = load_face_noises(hub_cards.path("ddpm-lfw-faces") / "noise")
     grid = torch.stack([noises[name] for name in figures.GRID_NOISES])
     images = [
         pipe(
@@ -141,7 +140,7 @@ def faces_stage(ctx) -> dict:
     """(e) a better face model for the DDIM figures, judged by how many eta-grid images are faces."""
     s = ctx.sizes
     training = train_ddpm.load_training_images(ctx.data / "lfw_faces", 32, 1).float() / 255
-    shipped = eta_grid_faces(ctx, SHIPPED_FACES, training)
+    shipped = eta_grid_faces(ctx, hub_cards.path("ddpm-lfw-faces"), training)
     output = ctx.out / "faces-model"
     argv = [
         "--train_data",
@@ -196,7 +195,7 @@ def faces_stage(ctx) -> dict:
                 "--pretrained",
                 str(output),
                 "--noise_dir",
-                str(SHIPPED_FACES / "noise"),
+                str(hub_cards.path("ddpm-lfw-faces") / "noise"),
                 "--output_dir",
                 str(figure_dir),
                 "--num_inference_steps",

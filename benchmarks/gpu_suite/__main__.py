@@ -1,0 +1,3 @@
+from benchmarks.gpu_suite.suite import cli
+
+cli()

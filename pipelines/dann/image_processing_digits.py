@@ -1,0 +1,1 @@
+../digit_classifier/image_processing_digits.py

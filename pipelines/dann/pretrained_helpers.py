@@ -1,0 +1,1 @@
+../digit_classifier/pretrained_helpers.py
