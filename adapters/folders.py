@@ -210,11 +210,19 @@ def write_file_atomically(path: os.PathLike, write: Callable[[Path], object]):
     temporary = Path(name)
     try:
         result = write(temporary)
+        # mkstemp made it 0600; give it the mode the file had, or the one open() would have given a new file.
+        os.chmod(temporary, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return result
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomically(path: os.PathLike, text: str) -> None:

@@ -15,7 +15,9 @@ from adapters.folders import (
     check_output_dir,
     hold_output_lock,
     release_all_output_locks,
+    write_file_atomically,
     write_folder_atomically,
+    write_text_atomically,
 )
 from pipelines.ddim_from_noise import cli as ddim_cli
 
@@ -190,3 +192,27 @@ def test_the_process_gets_its_sigterm_handler_back(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is not before  # while the folder is held, SIGTERM cleans up
     write_folder_atomically(tmp_path / "out", lambda staging: (staging / "a").write_text("a"))
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_single_file_is_written_whole_with_the_usual_mode(tmp_path):
+    target = tmp_path / "README.md"
+    write_text_atomically(target, "card")
+    assert target.read_text() == "card"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_current_umask()
+    target.chmod(0o640)
+    with pytest.raises(RuntimeError):
+        write_file_atomically(target, lambda temporary: (temporary.write_text("half"), _fail()))
+    assert target.read_text() == "card" and target.stat().st_mode & 0o777 == 0o640
+    write_text_atomically(target, "new card")
+    assert target.stat().st_mode & 0o777 == 0o640  # an existing file keeps its mode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+
+
+def _fail():
+    raise RuntimeError("crash mid-write")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
