@@ -1,16 +1,11 @@
 """Face inputs for DDIM: noise folders, ground-truth folders, LFW crops, and each bad input."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 
 from adapters.faces import face_mse, load_face_images, load_face_noises, load_lfw_faces, save_face_noises
-
-SHARED_DATA = Path(os.environ.get("SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
 
 def test_saved_noises_have_the_course_format_and_are_seeded(tmp_path):
@@ -103,14 +98,12 @@ def test_image_folder_errors(tmp_path):
         face_mse(tmp_path / "pred", tmp_path / "gt")
 
 
-def test_lfw_faces_from_shared_data():
-    if not (SHARED_DATA / "lfw_faces").is_dir():
-        pytest.skip("shared LFW faces not available")
-    faces = load_lfw_faces(SHARED_DATA / "lfw_faces")
+def test_lfw_faces_from_shared_data(shared_data):
+    faces = load_lfw_faces(shared_data / "lfw_faces")
     assert len(faces) == 100
     assert faces[0]["image"].size == (25, 25) and faces[0]["image"].mode == "L"
     with pytest.raises(FileNotFoundError, match="parquet"):
-        load_lfw_faces(SHARED_DATA / "no_such_folder")
+        load_lfw_faces(shared_data / "no_such_folder")
 
 
 def test_corrupt_lfw_parquet_names_the_file(tmp_path):
