@@ -181,7 +181,8 @@ def test_ddim_scheduler_swap_and_its_capture_points(pipe):
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     out = sample(pipe, num_inference_steps=5, capture_timesteps=[1, 17])
     assert out.images.shape == (4, 3, 8, 8) and sorted(out.intermediates) == [1, 17]
-    with pytest.raises(ValueError, match="not visited"):
+    message = r"\[2\] are not visited with 5 inference steps of DDIMScheduler \(leading spacing\); the visited t are "
+    with pytest.raises(ValueError, match=message + "0, 1, 5, 9, 13, 17 "):
         sample(pipe, num_inference_steps=5, capture_timesteps=[2])
 
 
