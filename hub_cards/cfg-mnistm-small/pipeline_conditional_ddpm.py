@@ -353,9 +353,13 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         visited = {int(timesteps[0]) + 1, *report_t_after}
         capture = {int(t) for t in capture_timesteps or ()}
         if not capture <= visited:
+            ordered = [str(t) for t in sorted(visited)]
+            shown = ", ".join(ordered if len(ordered) <= 8 else [*ordered[:3], "...", *ordered[-2:]])
+            spacing = self.scheduler.config.get("timestep_spacing")
             raise ValueError(
                 f"capture_timesteps {sorted(capture - visited)} are not visited with {num_inference_steps} "
-                f"inference steps; choose from 0 and scheduler.timesteps + 1 (1..{max(visited)})"
+                f"inference steps of {type(self.scheduler).__name__}{f' ({spacing} spacing)' if spacing else ''}; "
+                f"the visited t are {shown} (0 and scheduler.timesteps + 1)"
             )
 
         unet = self.unet

@@ -11,8 +11,9 @@ can be compared image by image. The update is eq. (12) of the DDIM paper, comput
 
 | code                                  | paper                   |
 |---------------------------------------|-------------------------|
+| ``latents``                           | x_t                     |
 | ``alphas_cumprod[t]``                 | alpha_t (cumulative)    |
-| ``eps``                               | eps_theta(x_t, t)       |
+| ``noise_pred``                        | eps_theta(x_t, t)       |
 | ``eta``                               | eta (0: DDIM, 1: DDPM)  |
 
 Two presets fix the conventions that differ between implementations (T = 1000 linear betas
@@ -32,6 +33,8 @@ Sharing. ``save_pretrained`` also writes this file into the folder and names it 
 ``[module, class]``, so that with only diffusers installed
 ``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same code (its
 ``__init__`` applies the stored settings). Hence this file imports nothing from the project.
+``DDIMFromNoisePipeline.from_pretrained`` reads that entry as this class (the installed one), so it needs no
+``trust_remote_code``; otherwise it is diffusers' own, with ``preset`` on top.
 """
 
 import inspect
