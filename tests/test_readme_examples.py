@@ -61,10 +61,15 @@ def test_readme_block_runs_as_written(number, code, tmp_path, monkeypatch):
         write_course_files(tmp_path)
         monkeypatch.syspath_prepend(str(tmp_path))
         monkeypatch.chdir(tmp_path)
+    # One torch thread: on the 2 shared cores the faces block's 50 steps took 1.1 s this way and 4.5-10 s with two
+    # threads (measured); the blocks check nothing that depends on the thread count.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     start = time.perf_counter()
     try:
         exec(compile(code, f"<README.md, python block {number}>", "exec"), {"__name__": "__readme__"})
     finally:
+        torch.set_num_threads(threads)
         sys.modules.pop("UNet", None)  # the stand-in, imported by the block
     print(f"README block {number}: {time.perf_counter() - start:.1f} s")
 
