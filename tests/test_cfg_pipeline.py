@@ -1,6 +1,8 @@
 """ConditionalDDPMPipeline and its course-output CLI on tiny, randomly initialised components (CPU)."""
 
+import doctest
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -18,6 +20,19 @@ from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import course_output as cli
 
 TRAIN_STEPS = 20
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_docstring_example(function) -> int:
+    """Runs the ```py block of `function`'s Examples section as a doctest; returns how many statements ran."""
+    text = function.__doc__
+    start = text.index("```py", text.index("Examples:")) + len("```py")
+    example = text[start : text.index("```", start)]
+    test = doctest.DocTestParser().get_doctest(example, {}, function.__qualname__, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} failing statements in the example of {function.__qualname__}"
+    return runner.tries
 
 
 def get_dummy_components(sample_size=8):
@@ -78,6 +93,55 @@ def test_one_forward_per_step_and_batching(pipe, guidance, batch_factor):
     assert batches == [4 * batch_factor] * 4  # 4 images; guidance > 0 batches cond + null in one forward
 
 
+def test_guidance_scale_is_one_plus_w(pipe):
+    """diffusers' guidance_scale s and the report's w are two spellings of one mix: s = 1 + w."""
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    for w in (0.0, 1.5):
+        by_w = sample(pipe, guidance=w, num_inference_steps=3).images
+        by_scale = sample(pipe, guidance=None, guidance_scale=1 + w, num_inference_steps=3).images
+        torch.testing.assert_close(by_scale, by_w, rtol=0, atol=0)
+        assert pipe.guidance_scale == 1 + w and pipe.do_classifier_free_guidance == (w > 0)
+    default = sample(pipe, guidance=None, num_inference_steps=3).images
+    torch.testing.assert_close(default, sample(pipe, guidance=2.0, num_inference_steps=3).images, rtol=0, atol=0)
+    assert pipe.guidance_scale == 3.0  # neither given: w = 2
+
+
+def test_a_step_end_callback_can_change_the_guidance(pipe):
+    """As in diffusers: `pipe._guidance_scale` set in a callback applies from the next step (here: unguided)."""
+    batches = []
+    hook = pipe.unet.register_forward_hook(lambda module, inputs, output: batches.append(inputs[0].shape[0]))
+
+    def stop_guiding(pipeline, step_index, timestep, callback_kwargs):
+        pipeline._guidance_scale = 1.0
+        return callback_kwargs
+
+    sample(pipe, guidance_scale=3.0, guidance=None, num_inference_steps=4, callback_on_step_end=stop_guiding)
+    hook.remove()
+    assert batches == [8, 4, 4, 4] and pipe.guidance_scale == 1.0
+
+
+def test_latent_output_is_x0_before_the_image_mapping(pipe):
+    latent = sample(pipe, num_inference_steps=3, output_type="latent", capture_timesteps=[0])
+    images = sample(pipe, num_inference_steps=3, output_type="pt").images
+    assert latent.images.shape == (4, 3, 8, 8) and (latent.images < 0).any()  # the model range, not [0, 1]
+    torch.testing.assert_close((latent.images / 2 + 0.5).clamp(0, 1), images, rtol=0, atol=0)
+    torch.testing.assert_close(latent.intermediates[0], latent.images)
+
+
+def test_one_generator_per_image_gives_each_image_its_own_stream(pipe):
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    batch = pipe(
+        digit=[1, 7],
+        num_inference_steps=2,
+        output_type="pt",
+        generator=[torch.Generator().manual_seed(seed) for seed in (10, 11)],
+    ).images
+    for index, (digit, seed) in enumerate(((1, 10), (7, 11))):
+        generator = torch.Generator().manual_seed(seed)
+        alone = pipe(digit=digit, num_inference_steps=2, output_type="pt", generator=generator).images
+        torch.testing.assert_close(batch[index], alone[0], rtol=1e-4, atol=1e-5)
+
+
 def test_guidance_changes_the_images(pipe):
     plain = sample(pipe, guidance=0.0, num_inference_steps=3).images
     guided = sample(pipe, guidance=2.0, num_inference_steps=3).images
@@ -117,7 +181,8 @@ def test_ddim_scheduler_swap_and_its_capture_points(pipe):
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     out = sample(pipe, num_inference_steps=5, capture_timesteps=[1, 17])
     assert out.images.shape == (4, 3, 8, 8) and sorted(out.intermediates) == [1, 17]
-    with pytest.raises(ValueError, match="not visited"):
+    message = r"\[2\] are not visited with 5 inference steps of DDIMScheduler \(leading spacing\); the visited t are "
+    with pytest.raises(ValueError, match=message + "0, 1, 5, 9, 13, 17 "):
         sample(pipe, num_inference_steps=5, capture_timesteps=[2])
 
 
@@ -136,8 +201,9 @@ def test_save_load_round_trip(pipe, tmp_path):
     assert index["_class_name"] == ["pipeline_conditional_ddpm", "ConditionalDDPMPipeline"]
     assert index["null_class_id"] == 10 and (tmp_path / "pipeline_conditional_ddpm.py").is_file()
     assert (tmp_path / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path)
+    loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path)  # the installed class, no trust_remote_code
     loaded.set_progress_bar_config(disable=True)
+    assert type(loaded) is ConditionalDDPMPipeline
     assert loaded.unet.config.num_class_embeds == 11 and loaded.config.null_class_id == 10
     torch.testing.assert_close(sample(loaded, num_inference_steps=3).images, sample(pipe, num_inference_steps=3).images)
 
@@ -159,8 +225,12 @@ def test_save_load_round_trip(pipe, tmp_path):
         ({"num_inference_steps": 0}, "num_inference_steps must be an int between 1 and"),
         ({"num_inference_steps": 2.0}, "num_inference_steps must be an int"),
         ({"num_inference_steps": TRAIN_STEPS + 1}, "steps the model was trained with"),
-        ({"callback_on_step_end_tensor_inputs": ["latents"]}, "callback_on_step_end_tensor_inputs"),
-        ({"output_type": "latent"}, "output_type"),
+        ({"guidance": 1.0, "guidance_scale": 2.0}, r"give guidance \(w, got 1.0\) or guidance_scale .* not both"),
+        ({"guidance": None, "guidance_scale": 0.5}, "guidance_scale must be a finite number >= 1"),
+        ({"guidance": None, "guidance_scale": float("nan")}, "guidance_scale must be a finite number >= 1"),
+        ({"guidance": None, "guidance_scale": True}, "guidance_scale must be a finite number >= 1"),
+        ({"callback_on_step_end_tensor_inputs": ["sample"]}, "callback_on_step_end_tensor_inputs"),
+        ({"output_type": "latents"}, "output_type must be one of 'pil', 'np', 'pt', 'latent'"),
         ({"capture_timesteps": [TRAIN_STEPS + 1]}, "not visited"),
         ({"latents": torch.randn(3, 3, 8, 8)}, r"latents must be a tensor of shape \(4, 3, 8, 8\)"),
         ({"latents": torch.randn(4, 1, 8, 8)}, r"latents must be a tensor of shape \(4, 3, 8, 8\)"),
@@ -188,6 +258,8 @@ def test_check_inputs_is_public_and_accepts_numpy_integers(pipe):
     pipe.check_inputs(np.int64(3), 0.5, np.int32(2), None)
     with pytest.raises(ValueError, match="num_inference_steps"):
         pipe.check_inputs(3, 0.5, 2, 0)
+    with pytest.raises(ValueError, match="got 3 generators for 2 images"):
+        pipe.check_inputs(3, 0.5, 2, None, generator=[torch.Generator()] * 3)
 
 
 def test_callback_on_step_end_sees_every_step_and_can_edit_the_sample(pipe):
@@ -197,12 +269,12 @@ def test_callback_on_step_end_sees_every_step_and_can_edit_the_sample(pipe):
         seen.append((step_index, int(timestep), tuple(callback_kwargs)))
         return {}
 
-    sample(pipe, num_inference_steps=4, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["sample"])
-    assert [s[0] for s in seen] == [0, 1, 2, 3] and all(s[2] == ("sample",) for s in seen)
-    assert [s[1] for s in seen] == pipe.scheduler.timesteps.tolist()
+    sample(pipe, num_inference_steps=4, callback_on_step_end=record, callback_on_step_end_tensor_inputs=["latents"])
+    assert [s[0] for s in seen] == [0, 1, 2, 3] and all(s[2] == ("latents",) for s in seen)
+    assert [s[1] for s in seen] == pipe.scheduler.timesteps.tolist() and pipe.num_timesteps == 4
 
     def zero_at_the_end(pipeline, step_index, timestep, callback_kwargs):
-        return {"sample": torch.zeros_like(callback_kwargs["sample"])} if step_index == 3 else callback_kwargs
+        return {"latents": torch.zeros_like(callback_kwargs["latents"])} if step_index == 3 else callback_kwargs
 
     out = sample(pipe, num_inference_steps=4, callback_on_step_end=zero_at_the_end, capture_timesteps=[0])
     torch.testing.assert_close(out.images, torch.full_like(out.images, 0.5))  # x = 0 maps to grey 0.5
@@ -214,7 +286,7 @@ def test_capture_timesteps_equals_what_a_step_end_callback_records(pipe):
     recorded = {}
 
     def record(pipeline, step_index, timestep, callback_kwargs):
-        recorded[step_index] = (callback_kwargs["sample"] / 2 + 0.5).clamp(0, 1)
+        recorded[step_index] = (callback_kwargs["latents"] / 2 + 0.5).clamp(0, 1)
         return callback_kwargs
 
     out = sample(pipe, num_inference_steps=5, capture_timesteps=[13, 1, 0], callback_on_step_end=record)
@@ -234,6 +306,21 @@ def test_latents_are_the_starting_noise(pipe):
     torch.testing.assert_close(given[1], drawn, rtol=0, atol=0)
     other = sample(pipe, seed=5, latents=torch.randn(4, 3, 8, 8), num_inference_steps=3).images
     assert not torch.equal(other, drawn)
+
+
+def test_from_pretrained_is_diffusers_own_with_the_stored_null_class(tmp_path):
+    components = get_dummy_components()
+    ConditionalDDPMPipeline(components["unet"], components["scheduler"], null_class_id=3).save_pretrained(tmp_path)
+    loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path, dtype={"unet": torch.bfloat16}, use_safetensors=True)
+    assert loaded.config.null_class_id == 3 and loaded.unet.dtype == torch.bfloat16
+    assert ConditionalDDPMPipeline.from_pretrained(tmp_path, null_class_id=5).config.null_class_id == 5
+    with pytest.raises(ValueError, match="variant=fp16"):
+        ConditionalDDPMPipeline.from_pretrained(tmp_path, variant="fp16")
+
+
+def test_call_docstring_example_runs(monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # the example loads hub_cards/cfg-mnistm-small
+    assert run_docstring_example(ConditionalDDPMPipeline.__call__) >= 4
 
 
 def test_null_class_must_exist_in_the_unet():

@@ -1,6 +1,7 @@
 """DDIMFromNoisePipeline against an independent float64 implementation of DDIM (Song et al. 2021, eq. 12)."""
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from diffusers import UNet2DModel
 
 from pipelines.ddim_from_noise.foreign_unet import ForeignUNetAdapter
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline, ddim_scheduler
+from tests.test_cfg_pipeline import run_docstring_example
 
 
 def tiny_unet(channels=3, size=8):
@@ -176,6 +178,56 @@ def test_batched_single_and_list_inputs_agree_and_output_types():
     np.testing.assert_array_equal(as_tuple, batched)
 
 
+def test_latent_output_and_the_step_end_callback():
+    pipe = make_pipe("diffusers")
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    latents = pipe(noise, num_inference_steps=3, output_type="latent").images
+    images = pipe(noise, num_inference_steps=3, output_type="pt").images
+    assert (latents < 0).any()  # x_0 in the model's range, before the preset's (x + 1) / 2
+    torch.testing.assert_close((latents / 2 + 0.5).clamp(0, 1), images, rtol=0, atol=0)
+
+    seen = []
+
+    def record_then_zero(pipeline, step_index, timestep, callback_kwargs):
+        seen.append((step_index, int(timestep), sorted(callback_kwargs)))
+        if step_index == pipeline.num_timesteps - 1:
+            return {"latents": torch.zeros_like(callback_kwargs["latents"])}
+        return callback_kwargs
+
+    zeroed = pipe(
+        noise,
+        num_inference_steps=3,
+        output_type="pt",
+        callback_on_step_end=record_then_zero,
+        callback_on_step_end_tensor_inputs=["latents", "noise_pred"],
+    ).images
+    assert seen == [(i, t, ["latents", "noise_pred"]) for i, t in enumerate(pipe.scheduler.timesteps.tolist())]
+    assert pipe.num_timesteps == 3
+    torch.testing.assert_close(zeroed, torch.full_like(zeroed, 0.5))  # x = 0 maps to grey 0.5
+
+
+def test_from_pretrained_is_diffusers_own_for_a_saved_pipeline(tmp_path):
+    make_pipe("diffusers").save_pretrained(tmp_path / "saved")
+    loaded = DDIMFromNoisePipeline.from_pretrained(tmp_path / "saved", dtype={"unet": torch.bfloat16})
+    assert type(loaded) is DDIMFromNoisePipeline and loaded.unet.dtype == torch.bfloat16
+    assert loaded.preset_name == "diffusers"  # the stored settings, whatever the dtype
+    with pytest.raises(ValueError, match="variant=fp16"):
+        DDIMFromNoisePipeline.from_pretrained(tmp_path / "saved", variant="fp16")
+    with pytest.raises(ValueError, match="give preset or scheduler, not both"):
+        DDIMFromNoisePipeline.from_pretrained(tmp_path / "saved", preset="course", scheduler=ddim_scheduler())
+    # another folder's UNet takes the same keyword arguments, a dtype dict included
+    tiny_unet().save_pretrained(tmp_path / "bare")
+    bare = DDIMFromNoisePipeline.from_pretrained(tmp_path / "bare", dtype={"default": torch.bfloat16})
+    assert bare.unet.dtype == torch.bfloat16 and bare.preset_name == "course"
+    with pytest.raises(ValueError, match="is not a saved DDIMFromNoisePipeline"):
+        DDIMFromNoisePipeline.from_pretrained(tmp_path / "bare", scheduler=ddim_scheduler())
+
+
+def test_call_docstring_example_runs(monkeypatch):
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # the example loads hub_cards/ddpm-lfw-faces
+    assert run_docstring_example(DDIMFromNoisePipeline.__call__) >= 5
+
+
 def test_grey_model_gives_grey_pil_images():
     pipe = make_pipe(unet=tiny_unet(channels=1))
     images = pipe(torch.randn(1, 1, 8, 8), num_inference_steps=2).images
@@ -334,7 +386,9 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="eta must be a number"):
         pipe(noise, eta=float("nan"))
     pipe.check_inputs(noise, 0.0, 2)  # public, as in diffusers pipelines
-    with pytest.raises(ValueError, match="output_type"):
-        pipe(noise, num_inference_steps=2, output_type="latent")
+    with pytest.raises(ValueError, match="output_type must be one of 'pil', 'np', 'pt', 'latent'"):
+        pipe(noise, num_inference_steps=2, output_type="latents")
     with pytest.raises(ValueError, match="generators"):
         pipe(noise, eta=0.5, num_inference_steps=2, generator=[torch.Generator()])
+    with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs \['sample'\]"):
+        pipe(noise, num_inference_steps=2, callback_on_step_end=dict, callback_on_step_end_tensor_inputs=["sample"])

@@ -11,8 +11,9 @@ can be compared image by image. The update is eq. (12) of the DDIM paper, comput
 
 | code                                  | paper                   |
 |---------------------------------------|-------------------------|
+| ``latents``                           | x_t                     |
 | ``alphas_cumprod[t]``                 | alpha_t (cumulative)    |
-| ``eps``                               | eps_theta(x_t, t)       |
+| ``noise_pred``                        | eps_theta(x_t, t)       |
 | ``eta``                               | eta (0: DDIM, 1: DDPM)  |
 
 Two presets fix the conventions that differ between implementations (T = 1000 linear betas
@@ -32,6 +33,8 @@ Sharing. ``save_pretrained`` also writes this file into the folder and names it 
 ``[module, class]``, so that with only diffusers installed
 ``DiffusionPipeline.from_pretrained(folder_or_repo_id, trust_remote_code=True)`` runs this same code (its
 ``__init__`` applies the stored settings). Hence this file imports nothing from the project.
+``DDIMFromNoisePipeline.from_pretrained`` reads that entry as this class (the installed one), so it needs no
+``trust_remote_code``; otherwise it is diffusers' own, with ``preset`` on top.
 """
 
 import inspect
@@ -40,6 +43,7 @@ import numbers
 import os
 import shutil
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +51,7 @@ import numpy as np
 import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 # The same bound as adapters.faces.MAX_NOISE_MAGNITUDE, repeated because this file ships alone to the Hub: a standard
 # normal value beyond 100 sigma never occurs, so larger values are an image or a corrupt tensor (and ~1e19 overflows
@@ -55,6 +60,9 @@ MAX_NOISE_MAGNITUDE = 100.0
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
+# from_pretrained's arguments that say where and how to find a folder, which reading model_index.json needs too
+HUB_KWARGS = ("revision", "cache_dir", "local_files_only", "token", "proxies", "force_download")
 
 
 @dataclass(frozen=True)
@@ -128,16 +136,20 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
     r"""DDIM sampling from given initial noises.
 
     Args:
-        unet: an unconditional ``UNet2DModel`` or any module with the same call signature (see
-            ``ForeignUNetAdapter``).
-        scheduler: a ``DDIMScheduler``; ``ddim_scheduler(preset)`` builds the presets' ones.
-        image_normalization: ``"minmax"`` or ``"clamp"``, how outputs are mapped to [0, 1].
-        float64_betas: whether the scheduler's beta table is float64 (the ``course`` preset). None reads it
-            off the scheduler. Stored in ``model_index.json``, since the scheduler config cannot hold it, so
-            that a saved pipeline loads back with the same numbers.
+        unet ([`UNet2DModel`]):
+            An unconditional UNet, or any module with the same call signature (see `ForeignUNetAdapter`).
+        scheduler ([`DDIMScheduler`]):
+            `ddim_scheduler(preset)` builds the presets' ones.
+        image_normalization (`str`, *optional*, defaults to `"minmax"`):
+            `"minmax"` or `"clamp"`, how outputs are mapped to [0, 1].
+        float64_betas (`bool`, *optional*):
+            Whether the scheduler's beta table is float64 (the `course` preset). None reads it off the scheduler.
+            Stored in `model_index.json`, since the scheduler config cannot hold it, so that a saved pipeline loads
+            back with the same numbers.
     """
 
     model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
         self,
@@ -161,60 +173,73 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
     @classmethod
     def from_unet(cls, unet: torch.nn.Module, preset: str = "course") -> "DDIMFromNoisePipeline":
         """Pairs a UNet (or ``ForeignUNetAdapter``) with the scheduler and output mapping of a preset."""
-        scheduler = ddim_scheduler(preset)
-        return cls(
-            unet=unet,
-            scheduler=scheduler,
-            image_normalization=PRESETS[preset].image_normalization,
-            float64_betas=PRESETS[preset].float64_betas,
-        )
+        return cls(unet=unet, **_preset_settings(preset))
 
     @classmethod
-    def from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, preset: str | None = None, **kwargs
-    ) -> "DDIMFromNoisePipeline":
-        """Loads a saved ``DDIMFromNoisePipeline``, or the ``UNet2DModel`` of any folder or Hub id.
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "DDIMFromNoisePipeline":
+        """diffusers' `from_pretrained`, with a `preset` on top, that also takes the UNet of a folder of another kind.
 
-        Which scheduler and output mapping:
+        - a saved ``DDIMFromNoisePipeline``: diffusers' own loading (dtype and dtype dicts, device_map, variant,
+          use_safetensors, local_files_only, ... as for any pipeline), which restores the stored scheduler,
+          normalisation and beta dtype, so that save and load give identical images;
+        - any other folder or Hub id with a ``UNet2DModel`` (in ``unet/`` or at the top: a bare UNet, a
+          ``DDPMPipeline``): its UNet, loaded with the same keyword arguments, and the ``course`` preset.
 
-        - ``preset`` given: that preset's, whatever the folder stores (the caller's explicit choice);
-        - ``preset=None`` and a saved ``DDIMFromNoisePipeline``: the stored scheduler, normalisation and beta
-          dtype, so that save and load give identical images;
-        - ``preset=None`` otherwise (a bare UNet, a ``DDPMPipeline``): the ``course`` preset.
-
-        A stored training schedule that differs from the presets' gives a warning, since such a model would
-        produce noise under them. Other keyword arguments go to ``from_pretrained`` of the UNet and scheduler
-        (``torch_dtype``, ``revision``, ...).
+        ``preset="course"`` or ``"diffusers"`` replaces the scheduler and output mapping by the preset's, whatever
+        the folder stores (the caller's explicit choice). A stored training schedule that differs from the presets'
+        then gives a warning, since such a model would produce noise under them.
         """
+        preset = kwargs.pop("preset", None)
         if preset is not None and preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         path = str(pretrained_model_name_or_path)
-        if os.path.isdir(path):
-            subfolder = "unet" if os.path.isfile(os.path.join(path, "unet", "config.json")) else None
-            unet = UNet2DModel.from_pretrained(path, subfolder=subfolder, **kwargs)
-        else:
-            try:
-                unet = UNet2DModel.from_pretrained(path, subfolder="unet", **kwargs)
-            except OSError:
-                unet = UNet2DModel.from_pretrained(path, **kwargs)
-        _refuse_conditional_unet(unet, path)
-        hub_kwargs = {k: kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in kwargs}
-        stored = _stored_pipeline_config(cls.__name__, path, hub_kwargs) if preset is None else None
-        if stored is None:
+        hub_kwargs = {k: kwargs[k] for k in HUB_KWARGS if k in kwargs}
+        saved_here = _stored_pipeline_config(cls.__name__, path, hub_kwargs) is not None
+        if preset is None and saved_here:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if saved_here:
+            if "scheduler" in kwargs:
+                raise ValueError("give preset or scheduler, not both: the preset sets the scheduler")
             _check_training_schedule(path, hub_kwargs)
-            return cls.from_unet(unet, preset or "course")
-        scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler", **hub_kwargs)
-        return cls(
-            unet=unet,
-            scheduler=scheduler,
-            image_normalization=stored.get("image_normalization", "minmax"),
-            float64_betas=stored.get("float64_betas", False),
-        )
+            settings = _preset_settings(preset)
+            return super().from_pretrained(pretrained_model_name_or_path, **settings, **kwargs)
+        replaced = sorted(name for name in ("unet", "scheduler") if name in kwargs)
+        if replaced:
+            raise ValueError(
+                f"{path} is not a saved {cls.__name__}: there is no pipeline whose {replaced} to replace; "
+                f"use {cls.__name__}.from_unet(unet, preset) with your own UNet"
+            )
+        dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+        if isinstance(dtype, dict):  # diffusers' per-component form
+            dtype = dtype.get("unet", dtype.get("default"))
+        if dtype is not None:
+            kwargs["torch_dtype"] = dtype
+        unet = _load_unet(path, kwargs)
+        _refuse_conditional_unet(unet, path)  # before the schedule warning: the clearer of the two problems
+        _check_training_schedule(path, hub_kwargs)
+        return cls.from_unet(unet, preset or "course")
 
+    # Copied from pipelines.conditional_ddpm.pipeline_conditional_ddpm.ConditionalDDPMPipeline._dict_from_json_file
+    @classmethod
+    def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
+        """A config file as diffusers reads it, except that `model_index.json`'s `_class_name` naming this file and
+        class (`[module, class]`, what `save_config` writes) reads as this class.
+
+        diffusers' `from_pretrained` imports a folder's own copy of the pipeline's file whenever `_class_name` names
+        one, and asks for `trust_remote_code` to do so. Called on this class, the copy is the code already imported,
+        so the folder loads with it; everything else `from_pretrained` does stays diffusers' own.
+        """
+        config = super()._dict_from_json_file(json_file)
+        own_code = [Path(inspect.getsourcefile(cls)).stem, cls.__name__]
+        if isinstance(config, dict) and config.get("_class_name") == own_code:
+            config["_class_name"] = cls.__name__
+        return config
+
+    # Copied from pipelines.conditional_ddpm.pipeline_conditional_ddpm.ConditionalDDPMPipeline.save_config
     def save_config(self, save_directory: str | os.PathLike, **kwargs) -> None:
-        """model_index.json naming this file as ``[module, class]``, and this file beside it.
+        """model_index.json naming this file as `[module, class]`, and this file beside it.
 
-        ``save_pretrained`` writes the config after the components and before any push, so every saved or pushed
+        `save_pretrained` writes the config after the components and before any push, so every saved or pushed
         folder carries its code.
         """
         if kwargs.get("push_to_hub"):
@@ -227,7 +252,20 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         index["_class_name"] = [source.stem, type(self).__name__]
         index_file.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
-    def check_inputs(self, noise, eta, num_inference_steps, output_type="pil", generator=None) -> None:
+    @property
+    def num_timesteps(self) -> int:
+        """The number of denoising steps of the call in progress (or the last call)."""
+        return self._num_timesteps
+
+    def check_inputs(
+        self,
+        noise,
+        eta,
+        num_inference_steps,
+        output_type="pil",
+        generator=None,
+        callback_on_step_end_tensor_inputs=None,
+    ) -> None:
         """Raise a ValueError naming the argument for any input ``__call__`` cannot honour, before any work."""
         tensors = _noise_list(noise)
         if not tensors:
@@ -264,10 +302,16 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             or not 1 <= num_inference_steps <= trained_steps
         ):
             raise ValueError(f"num_inference_steps must be an int in [1, {trained_steps}], got {num_inference_steps!r}")
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
         if isinstance(generator, list) and len(generator) != count:
             raise ValueError(f"got {len(generator)} generators for {count} noises")
+        unknown = [k for k in callback_on_step_end_tensor_inputs or () if k not in self._callback_tensor_inputs]
+        if unknown:
+            raise ValueError(
+                f"callback_on_step_end_tensor_inputs {unknown} are not tensors of this pipeline; "
+                f"choose from {self._callback_tensor_inputs}"
+            )
 
     @torch.no_grad()
     def __call__(
@@ -278,39 +322,83 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ImagePipelineOutput | tuple:
         r"""Denoises the given initial noises x_T.
 
         Args:
-            noise: one tensor [C, H, W] or [N, C, H, W], or a list of them (concatenated in order); standard
-                normal values (NaN, infinities and magnitudes above 100 are refused).
-            eta: 0 gives deterministic DDIM, 1 the DDPM posterior variance; in [0, 1].
-            num_inference_steps: number of DDIM steps (50 gives timesteps 980, 960, ..., 0 in ``course``).
-            generator: draws the noise z of the steps when eta > 0 (one generator or one per image).
-            output_type: ``"pil"`` (list of PIL images), ``"np"`` ([N, H, W, C] in [0, 1]) or ``"pt"``
-                ([N, C, H, W] in [0, 1]).
-            return_dict: return an ``ImagePipelineOutput`` rather than a tuple.
+            noise (`torch.Tensor` or `list[torch.Tensor]`):
+                One tensor [C, H, W] or [N, C, H, W], or a list of them (concatenated in order); standard normal
+                values (NaN, infinities and magnitudes above 100 are refused). diffusers' pipelines call it `latents`.
+            eta (`float`, *optional*, defaults to 0.0):
+                0 gives deterministic DDIM, 1 the DDPM posterior variance; in [0, 1].
+            num_inference_steps (`int`, *optional*, defaults to 50):
+                Number of DDIM steps (50 gives timesteps 980, 960, ..., 0 in ``course``).
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
+                Draws the noise z of the steps when eta > 0 (one generator, or one per image).
+            output_type (`str`, *optional*, defaults to `"pil"`):
+                ``"pil"`` (list of PIL images), ``"np"`` ([N, H, W, C] in [0, 1]), ``"pt"`` ([N, C, H, W] in [0, 1])
+                or ``"latent"`` (x_0 as the model made it, before the preset's mapping to [0, 1], on the device).
+            return_dict (`bool`, *optional*, defaults to `True`):
+                Return an [`ImagePipelineOutput`] rather than a tuple.
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*):
+                `fn(pipe, step_index, timestep, callback_kwargs)` called after each scheduler step; `callback_kwargs`
+                holds the tensors named in `callback_on_step_end_tensor_inputs` (`latents` is then x_{t-1}), and a
+                returned `{"latents": ...}` replaces them.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`):
+                Which of `_callback_tensor_inputs` (`latents`, `noise_pred`: eps_theta(x_t, t)) the callback
+                receives.
+
+        Examples:
+
+        ```py
+        >>> import torch
+        >>> from pipelines import DDIMFromNoisePipeline
+
+        >>> pipe = DDIMFromNoisePipeline.from_pretrained("hub_cards/ddpm-lfw-faces", preset="course")
+        >>> pipe.set_progress_bar_config(disable=True)
+        >>> noise = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))  # two grey 32x32 faces
+        >>> images = pipe(noise, eta=0.0, num_inference_steps=10).images
+        >>> [(image.mode, image.size) for image in images]
+        [('L', (32, 32)), ('L', (32, 32))]
+        ```
+
+        Returns:
+            [`ImagePipelineOutput`] or `tuple`: the images, as ``(images,)`` when `return_dict` is False.
         """
-        self.check_inputs(noise, eta, num_inference_steps, output_type, generator)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        self.check_inputs(noise, eta, num_inference_steps, output_type, generator, callback_on_step_end_tensor_inputs)
         batch = [x if x.ndim == 4 else x.unsqueeze(0) for x in _noise_list(noise)]
-        image = torch.cat(batch).to(device=self._execution_device, dtype=self.unet.dtype)
+        latents = torch.cat(batch).to(device=self._execution_device, dtype=self.unet.dtype)
 
         # timesteps stay on the CPU, like the scheduler's alpha table they index (as in DDIMPipeline)
         self.scheduler.set_timesteps(int(num_inference_steps))
-        for t in self.progress_bar(self.scheduler.timesteps):
+        self._num_timesteps = len(self.scheduler.timesteps)
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             # 1. predict the noise eps_theta(x_t, t)
-            eps = self.unet(image, t).sample
+            noise_pred = self.unet(latents, t).sample
             # 2. x_{t-1} from eq. (12); z is drawn by `generator` when eta > 0
-            image = self.scheduler.step(eps, t, image, eta=eta, generator=generator).prev_sample
+            latents = self.scheduler.step(noise_pred, t, latents, eta=eta, generator=generator).prev_sample
+            # 3. diffusers' step-end hook
+            if callback_on_step_end is not None:
+                tensors = {"latents": latents, "noise_pred": noise_pred}
+                callback_kwargs = {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
+                outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = outputs.pop("latents", latents)
 
-        # 3. map to [0, 1] as the preset says
-        image = normalize_images(image, self.config.image_normalization)
-        if output_type == "pt":
-            images = image.cpu()
-        elif output_type == "np":
-            images = image.cpu().permute(0, 2, 3, 1).numpy()
+        # 4. map to [0, 1] as the preset says
+        if output_type == "latent":
+            images = latents
         else:
-            images = [_to_pil(x) for x in _unit_to_uint8(image).cpu()]
+            image = normalize_images(latents, self.config.image_normalization)
+            if output_type == "pt":
+                images = image.cpu()
+            elif output_type == "np":
+                images = image.cpu().permute(0, 2, 3, 1).numpy()
+            else:
+                images = [_to_pil(x) for x in _unit_to_uint8(image).cpu()]
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images,)
@@ -332,6 +420,28 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
 
 def _noise_list(noise) -> list:
     return list(noise) if isinstance(noise, (list, tuple)) else [noise]
+
+
+def _preset_settings(preset: str) -> dict:
+    """The pipeline arguments of a preset besides the UNet: scheduler, normalisation, beta dtype."""
+    scheduler = ddim_scheduler(preset)  # checks the name
+    return dict(
+        scheduler=scheduler,
+        image_normalization=PRESETS[preset].image_normalization,
+        float64_betas=PRESETS[preset].float64_betas,
+    )
+
+
+def _load_unet(path: str, kwargs: dict) -> UNet2DModel:
+    """The ``UNet2DModel`` of a folder or Hub id that is not a saved pipeline of this class: in ``unet/`` or at the
+    top (a bare UNet). ``kwargs`` go to ``UNet2DModel.from_pretrained``."""
+    if os.path.isdir(path):
+        subfolder = "unet" if os.path.isfile(os.path.join(path, "unet", "config.json")) else None
+        return UNet2DModel.from_pretrained(path, subfolder=subfolder, **kwargs)
+    try:
+        return UNet2DModel.from_pretrained(path, subfolder="unet", **kwargs)
+    except OSError:
+        return UNet2DModel.from_pretrained(path, **kwargs)
 
 
 def _refuse_conditional_unet(unet, path: str | None = None) -> None:
@@ -372,9 +482,8 @@ def _to_pil(image: torch.Tensor) -> PIL.Image.Image:
 
 def _check_training_schedule(path: str, hub_kwargs: dict) -> None:
     """Warns if the checkpoint stores a scheduler trained on another noise schedule than the presets'."""
-    keep = {k: hub_kwargs[k] for k in ("revision", "cache_dir", "local_files_only", "token") if k in hub_kwargs}
     try:
-        stored = DDIMScheduler.load_config(path, subfolder="scheduler", **keep)
+        stored = DDIMScheduler.load_config(path, subfolder="scheduler", **hub_kwargs)
     except OSError:
         return  # no stored scheduler: the preset defines the schedule
     wanted = dict(
