@@ -6,6 +6,9 @@ from pathlib import Path
 # Must be set before datasets / huggingface_hub are imported anywhere in the test session.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# One torch thread per test process (and its subprocesses): the tests' models are tiny, so a second thread buys
+# little and costs much on a loaded 2-core machine (the pipeline tests: 61 s with two threads, 12.5 s with one).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

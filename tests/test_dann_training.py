@@ -229,6 +229,7 @@ def test_lr_schedule_counts_optimiser_steps_in_every_mode(tmp_path, mode):
     assert [h["learning_rate"] for h in result["history"]] == pytest.approx([dann_lr(0.01, 2, 4), dann_lr(0.01, 4, 4)])
 
 
+@pytest.mark.slow  # a 2-process accelerate launch per mode: about 12 s each
 @pytest.mark.parametrize("mode", MODES)
 def test_two_cpu_processes_join_one_group_and_keep_the_schedule(tmp_path, mode):
     """accelerate steps a prepared scheduler once per process unless told otherwise: on 2 processes the

@@ -118,6 +118,7 @@ def test_runs_past_the_deadline_are_stopped_with_what_they_started(tmp_path):
     assert not record["finished"] and "done" in record["log_tail"]  # no metrics.json: reported with its log
 
 
+@pytest.mark.slow  # every run of the scenario as its own process: about 25 s
 def test_dry_run_calibrates_trains_every_run_at_equal_steps_and_tabulates(mnist_data, tmp_path):
     data, _ = mnist_data
     out = tmp_path / "seeds"

@@ -69,6 +69,7 @@ def test_the_data_subset_holds_the_pixels_training_would_decode_from_the_full_fo
         )
 
 
+@pytest.mark.slow  # every stage of the GPU suite, tiny, on the CPU: about 15 s
 def test_dry_run_runs_every_stage_and_writes_the_summary(tiny_data, tmp_path):
     _, data, _ = tiny_data
     out = tmp_path / "suite"

@@ -52,6 +52,7 @@ def launch_and_succeed(script: str, args: list[str], num_processes: int):
     return result
 
 
+@pytest.mark.slow  # two real accelerate launches of 2 processes: about 25 s
 def test_accelerate_launch_two_processes_and_exact_resume(tmp_path):
     args = [
         *TINY_CFG,
