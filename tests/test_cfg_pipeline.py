@@ -16,6 +16,7 @@ from diffusers import (
     UNet2DModel,
 )
 
+from adapters.folders import MARKER
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import course_output as cli
 
@@ -347,14 +348,14 @@ def test_course_output_command(tmp_path):
     ]
     cli.main(cli.parse_args(argv))
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == sorted(f"{d}_{i:03d}.png" for d in range(10) for i in (1, 2))
+    assert files == sorted([MARKER, *(f"{d}_{i:03d}.png" for d in range(10) for i in (1, 2))])
     image = PIL.Image.open(tmp_path / "out" / "7_002.png")
     assert image.size == (28, 28) and image.mode == "RGB"
     # With a deterministic sampler a file depends only on (seed, digit, index): --digits can shard the work and
     # --batch_size change without changing the images (up to float rounding of batched convolutions).
     again = [*argv[:3], str(tmp_path / "again"), *argv[4:-4], "--batch_size", "1", "--scheduler", "ddim"]
     cli.main(cli.parse_args([*again, "--digits", "3"]))
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["3_001.png", "3_002.png"]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [MARKER, "3_001.png", "3_002.png"]
     for name in ("3_001.png", "3_002.png"):
         first, second = (
             np.asarray(PIL.Image.open(folder / name), dtype=int) for folder in (tmp_path / "out", tmp_path / "again")
