@@ -167,3 +167,9 @@ def test_noise_is_not_a_face_and_real_faces_mostly_are():
     noise = torch.rand((8, 1, 16, 16), generator=generator)
     assert face_count.count_faces(noise, faces)["faces"] == 0
     assert face_count.count_faces(faces, faces)["faces"] == 20  # each is itself: correlation 1
+    # Faint pixel-level noise (a checkerboard of +-0.02) keeps the correlation of a face but makes it rough:
+    # not a clean face, as the noisy eta-grid cells of an under-trained model are not.
+    checker = ((torch.arange(16)[:, None] + torch.arange(16)[None]) % 2 * 2 - 1).float()
+    report = face_count.count_faces(faces + 0.02 * checker, faces)
+    assert min(report["per_image"]) >= report["threshold"]
+    assert min(report["roughness"]) > report["max_roughness"] and report["faces"] == 0

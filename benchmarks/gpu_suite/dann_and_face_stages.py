@@ -130,8 +130,7 @@ def eta_grid_faces(ctx, model_dir: Path, training: torch.Tensor) -> dict:
     report = count_faces(torch.cat(images).float(), training)
     columns = len(figures.GRID_NOISES)
     report["faces_per_eta"] = {
-        str(eta): sum(score >= report["threshold"] for score in report["per_image"][i * columns : (i + 1) * columns])
-        for i, eta in enumerate(figures.ETAS)
+        str(eta): sum(report["is_face"][i * columns : (i + 1) * columns]) for i, eta in enumerate(figures.ETAS)
     }
     return report
 
