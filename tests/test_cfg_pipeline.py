@@ -13,12 +13,12 @@ from diffusers import (
     DDPMScheduler,
     DPMSolverMultistepScheduler,
     EulerDiscreteScheduler,
-    UNet2DModel,
 )
 
 from adapters.folders import MARKER
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import course_output as cli
+from tests.tiny_models import tiny_unet
 
 TRAIN_STEPS = 20
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,18 +37,7 @@ def run_docstring_example(function) -> int:
 
 
 def get_dummy_components(sample_size=8):
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=sample_size,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        num_class_embeds=11,
-    ).eval()
+    unet = tiny_unet(num_class_embeds=11, attention=True, sample_size=sample_size).eval()
     return {"unet": unet, "scheduler": DDPMScheduler(num_train_timesteps=TRAIN_STEPS), "null_class_id": 10}
 
 

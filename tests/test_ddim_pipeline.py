@@ -10,6 +10,7 @@ from diffusers import UNet2DModel
 
 from pipelines.ddim_from_noise.foreign_unet import ForeignUNetAdapter
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline, ddim_scheduler
+from tests import tiny_models
 from tests.test_cfg_pipeline import run_docstring_example
 
 
@@ -279,18 +280,7 @@ def test_an_explicit_preset_overrides_the_stored_one(tmp_path):
 
 def test_a_conditional_unet_is_refused_up_front(tmp_path):
     # Regression: a T = 400 class-conditional model only warned, then failed inside the UNet.
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=11,
-    )
+    unet = tiny_models.tiny_unet(num_class_embeds=11)
     unet.save_pretrained(tmp_path / "model" / "unet")
     from diffusers import DDPMScheduler
 

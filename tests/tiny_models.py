@@ -11,13 +11,15 @@ from diffusers import DDPMScheduler, UNet2DModel
 from pipelines import ConditionalDDPMPipeline
 
 
-def tiny_unet(channels: int = 3, num_class_embeds: int | None = None, attention: bool = False) -> UNet2DModel:
-    """An 8x8 `UNet2DModel` of two levels (8 and 16 channels); `attention` puts self-attention in the lower one,
-    `num_class_embeds` makes it class-conditional (11: digits 0-9 and the null class)."""
+def tiny_unet(
+    channels: int = 3, num_class_embeds: int | None = None, attention: bool = False, sample_size: int = 8
+) -> UNet2DModel:
+    """A `UNet2DModel` (8x8 by default) of two levels (8 and 16 channels); `attention` puts self-attention in the
+    lower one, `num_class_embeds` makes it class-conditional (11: digits 0-9 and the null class)."""
     torch.manual_seed(0)
     lower = ("AttnDownBlock2D", "AttnUpBlock2D") if attention else ("DownBlock2D", "UpBlock2D")
     return UNet2DModel(
-        sample_size=8,
+        sample_size=sample_size,
         in_channels=channels,
         out_channels=channels,
         block_out_channels=(8, 16),
