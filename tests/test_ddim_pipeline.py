@@ -6,7 +6,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import UNet2DModel
 
 from pipelines.ddim_from_noise.foreign_unet import ForeignUNetAdapter
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline, ddim_scheduler
@@ -15,17 +14,7 @@ from tests.test_cfg_pipeline import run_docstring_example
 
 
 def tiny_unet(channels=3, size=8):
-    torch.manual_seed(0)
-    return UNet2DModel(
-        sample_size=size,
-        in_channels=channels,
-        out_channels=channels,
-        block_out_channels=(8, 16),
-        norm_num_groups=4,
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    ).eval()
+    return tiny_models.tiny_unet(channels=channels, sample_size=size).eval()
 
 
 def make_pipe(preset="course", unet=None):
