@@ -31,6 +31,7 @@ from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, make_scheduler
+from pipelines.model_folders import check_pipeline_folder
 
 # The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
 MAX_IMAGES_PER_DIGIT = 100_000
@@ -71,6 +72,7 @@ def check_model_arguments(args: argparse.Namespace) -> None:
             f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
             "the shipped ones are cfg-mnistm and cfg-mnistm-small"
         )
+    check_pipeline_folder(args.pretrained, "ConditionalDDPMPipeline")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,7 +92,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=list(range(NUM_DIGITS)),
-        help="which digits to write (default: all ten)",
+        help="which digits to write, each named once (default: all ten); a repeated digit is refused, since its "
+        "files {d}_001.png ... would be written twice",
     )
     parser.add_argument(
         "--scheduler",
@@ -112,6 +115,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--images_per_digit must be >= 1, got {args.images_per_digit}")
     if not all(0 <= digit < NUM_DIGITS for digit in args.digits):
         raise ValueError(f"--digits must be in 0-{NUM_DIGITS - 1}, got {args.digits}")
+    repeated = sorted({digit for digit in args.digits if args.digits.count(digit) > 1})
+    if repeated:
+        raise ValueError(
+            f"--digits names {', '.join(map(str, repeated))} more than once; each digit's files are written once "
+            "(use --images_per_digit for more images of a digit)"
+        )
     if args.batch_size is None:
         args.batch_size = 100 if args.device == "cpu" else 1000
     if args.batch_size < 1:

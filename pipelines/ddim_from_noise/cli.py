@@ -23,6 +23,7 @@ from adapters.faces import face_mse, load_face_noises, save_face_noises
 from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
+from pipelines.model_folders import check_unet_folder
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: int = 50) -> None:
@@ -53,6 +54,7 @@ def check_model_arguments(args: argparse.Namespace) -> None:
     if args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
     args.pretrained = resolve_pretrained(args.pretrained)
+    check_unet_folder(args.pretrained)
     if args.noise_dir is None:
         if not (Path(args.pretrained) / "noise").is_dir():
             raise FileNotFoundError(f"--pretrained {args.pretrained} has no noise/ folder: give --noise_dir")

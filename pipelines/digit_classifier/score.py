@@ -19,6 +19,7 @@ from adapters import read_image_file
 from adapters.folders import write_text_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
+from pipelines.model_folders import check_transformers_folder
 
 
 def accuracy_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> dict:
@@ -103,6 +104,7 @@ def parse_args(argv=None):
 
 def main(args) -> dict:
     pretrained = resolve_pretrained(args.pretrained, hub=False)
+    check_transformers_folder(pretrained, DigitClassifier)
     if not Path(args.images).is_dir():
         raise FileNotFoundError(f"image folder {args.images} (--images) does not exist")
     model = DigitClassifier.from_pretrained(pretrained).to(args.device)

@@ -20,6 +20,7 @@ import torch
 from adapters import to_model_range
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.dann.modeling_dann import DANNModel
+from pipelines.model_folders import check_transformers_folder
 from training.dann.args import parse_args as parse_train_args
 from training.dann.data import augment_with_flags, load_splits
 from training.dann.evaluation import (
@@ -46,8 +47,7 @@ def parse_args(argv=None):
 def main(args) -> dict:
     train = args.train
     args.pretrained = resolve_pretrained(args.pretrained, hub=False)
-    if not Path(args.pretrained, "config.json").exists():
-        raise FileNotFoundError(f"{args.pretrained} has no config.json: not a folder written by save_pretrained")
+    check_transformers_folder(args.pretrained, DANNModel)
     model = DANNModel.from_pretrained(args.pretrained).eval()
     source = load_splits(train.source, train.source_dir)
     target = load_splits(train.target, train.target_dir)
