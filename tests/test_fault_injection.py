@@ -39,8 +39,10 @@ def tree(folder: Path) -> dict[str, bytes | None]:
     }
 
 
-def one_error_line(cli, argv, capsys) -> str:
-    """Run `cli(argv)` as a user would; the command must exit 2 with one `error:` line and no traceback."""
+def one_error_line(cli, argv, capsys, folder: Path | None = None) -> str:
+    """Run `cli(argv)` as a user would; the command must exit 2 with one `error:` line and no traceback, and leave
+    `folder` (the test's files: the user's, the inputs, where the output would go) as it was."""
+    before = tree(folder) if folder else None
     with pytest.raises(SystemExit) as exit_info:
         cli([str(arg) for arg in argv])
     err = capsys.readouterr().err
@@ -48,15 +50,9 @@ def one_error_line(cli, argv, capsys) -> str:
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
+    if folder:
+        assert tree(folder) == before  # nothing changed, no staging folder, temporary file or lock left
     return lines[0]
-
-
-@pytest.fixture
-def unchanged(tmp_path):
-    """Yields tmp_path; afterwards nothing in it may have changed, appeared (staging, locks) or vanished."""
-    before = tree(tmp_path)
-    yield tmp_path
-    assert tree(tmp_path) == before
 
 
 @pytest.fixture(autouse=True)
@@ -98,10 +94,8 @@ def test_publisher_refuses_a_pickle_whatever_its_name(publishable, name, capsys)
     path = publishable / name
     path.parent.mkdir(exist_ok=True)
     PICKLES[name](path)
-    before = tree(publishable.parent)
-    line = one_error_line(publish.cli, [publishable, "--repo_id", "me/x", "--dry_run"], capsys)
+    line = one_error_line(publish.cli, [publishable, "--repo_id", "me/x", "--dry_run"], capsys, publishable.parent)
     assert "pickled" in line and name in line
-    assert tree(publishable.parent) == before
 
 
 def test_publisher_lets_one_tensor_and_plain_arrays_go_up_and_keeps_bookkeeping_local(publishable, capsys):
@@ -148,26 +142,43 @@ def _commands():
     return course_output, predict, ddim, score
 
 
+def _digit_images(folder: Path) -> Path:
+    from PIL import Image
+
+    if not folder.exists():
+        folder.mkdir()
+        for digit in range(3):
+            pixels = torch.rand(28, 28, 3, generator=torch.Generator().manual_seed(digit))
+            Image.fromarray((pixels * 255).byte().numpy()).save(folder / f"{digit}_001.png")
+    return folder
+
+
 def _run_with_model(command: str, model: Path, tmp_path: Path) -> tuple:
     """(cli, argv) of `command` given `model`, with inputs that are fine and an output that does not exist yet."""
-    course_output, predict, ddim, score = _commands()
-    images = tmp_path / "digits"
-    if not images.exists():
-        images.mkdir()
-        for digit in range(3):
-            torch.manual_seed(digit)
-            from PIL import Image
+    from pipelines.conditional_ddpm import figures as cfg_figures
+    from pipelines.ddim_from_noise import figures as ddim_figures
+    from training.report import dann_checkpoint, reproduce
 
-            Image.fromarray((torch.rand(28, 28, 3) * 255).byte().numpy()).save(images / f"{digit}_001.png")
+    course_output, predict, ddim, score = _commands()
+    images = _digit_images(tmp_path / "digits")
     noise = SHIPPED["ddpm-lfw-faces"] / "noise"
     return {
         "cfg-sample": (course_output.cli, ["--pretrained", model, "--output_dir", tmp_path / "out"]),
+        "cfg-figures": (cfg_figures.cli, ["--pretrained", model, "--output_dir", tmp_path / "out"]),
+        "report --cfg_pretrained": (reproduce.cli, ["--cfg_pretrained", model, "--output_dir", tmp_path / "out"]),
+        "ddim": (ddim.cli, ["--pretrained", model, "--noise_dir", noise, "--output_dir", tmp_path / "out"]),
+        "ddim-figures": (
+            ddim_figures.cli,
+            ["--pretrained", model, "--noise_dir", noise, "--output_dir", tmp_path / "o"],
+        ),
+        "report --faces_pretrained": (reproduce.cli, ["--faces_pretrained", model, "--output_dir", tmp_path / "out"]),
         "dann-predict": (
             predict.cli,
             ["--pretrained", model, "--input_dir", images, "--output_csv", tmp_path / "out.csv"],
         ),
-        "ddim": (ddim.cli, ["--pretrained", model, "--noise_dir", noise, "--output_dir", tmp_path / "out"]),
+        "dann-checkpoint": (dann_checkpoint.cli, ["--pretrained", model, "--output_json", tmp_path / "out.json"]),
         "score-digits": (score.cli, ["--pretrained", model, "--images", images, "--json", tmp_path / "out.json"]),
+        "report --classifier": (reproduce.cli, ["--classifier", model, "--output_dir", tmp_path / "out"]),
     }[command]
 
 
@@ -185,10 +196,8 @@ def _run_with_model(command: str, model: Path, tmp_path: Path) -> tuple:
 def test_a_model_folder_of_another_kind_is_an_error_naming_both(command, model, is_, needs, capsys, tmp_path):
     name, _, sub = model.partition("/")
     cli, argv = _run_with_model(command, SHIPPED[name] / sub, tmp_path)
-    before = tree(tmp_path)
-    line = one_error_line(cli, argv, capsys)
+    line = one_error_line(cli, argv, capsys, tmp_path)
     assert is_ in line and needs in line
-    assert tree(tmp_path) == before
 
 
 def _rewrite_weights(folder: Path, change) -> None:
@@ -219,10 +228,8 @@ def test_weights_that_do_not_fill_the_model_are_an_error(change, words, capsys, 
     shutil.copytree(SHIPPED["dann-mnistm-usps"], model)
     _rewrite_weights(model, change)
     cli, argv = _run_with_model("dann-predict", model, tmp_path)
-    before = tree(tmp_path)
-    line = one_error_line(cli, argv, capsys)
+    line = one_error_line(cli, argv, capsys, tmp_path)
     assert "does not fill the DANNModel that config.json describes" in line and words in line
-    assert tree(tmp_path) == before
     # in Python too: transformers alone would leave missing weights at random and drop the others
     with pytest.raises(ValueError, match="does not hold a DANNModel"):
         DANNModel.from_pretrained(model)
@@ -285,7 +292,235 @@ def test_digits_with_a_transparent_background_are_read_as_digits(real_digits, st
         assert accuracy[model, "rgba"] >= accuracy[model, "rgb"] - 0.03, accuracy
 
 
-def test_a_repeated_digit_is_refused(capsys, unchanged):
+def test_a_repeated_digit_is_refused(capsys, tmp_path):
     course_output, *_ = _commands()
-    line = one_error_line(course_output.cli, ["--digits", "3", "3", "--output_dir", unchanged / "out"], capsys)
+    line = one_error_line(course_output.cli, ["--digits", "3", "3", "--output_dir", tmp_path / "out"], capsys, tmp_path)
     assert "--digits names 3 more than once" in line
+
+
+# ---- 5. one line, not a traceback, and before the work ------------------------------------------------------------
+
+# every command that loads a model, with the shipped folder of the kind it needs and that folder's files
+MODEL_COMMANDS = {
+    "cfg-sample": "cfg-mnistm-small",
+    "cfg-figures": "cfg-mnistm-small",
+    "report --cfg_pretrained": "cfg-mnistm-small",
+    "ddim": "ddpm-lfw-faces",
+    "ddim-figures": "ddpm-lfw-faces",
+    "report --faces_pretrained": "ddpm-lfw-faces",
+    "dann-predict": "dann-mnistm-usps",
+    "dann-checkpoint": "dann-mnistm-usps",
+    "score-digits": "mnistm-digit-classifier",
+    "report --classifier": "mnistm-digit-classifier",
+}
+WEIGHTS = {"dann-mnistm-usps": "model.safetensors", "mnistm-digit-classifier": "model.safetensors"}
+CONFIGS = {"cfg-mnistm-small": "model_index.json", "ddpm-lfw-faces": "unet/config.json"}
+
+
+def _damage(folder: Path, fault: str) -> str:
+    """Damage a copy of a shipped folder; returns the words its error line must hold."""
+    weights = folder / WEIGHTS.get(folder.name, "unet/diffusion_pytorch_model.safetensors")
+    config = folder / CONFIGS.get(folder.name, "config.json")
+    if fault == "zero-byte weights":
+        weights.write_bytes(b"")
+        return "not a whole safetensors file"
+    if fault == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+        return "not a whole safetensors file"
+    if fault == "invalid JSON config":
+        config.write_text('{"_class_name": ')
+        return f"{config.name} is not valid JSON"
+    if fault == "config not an object":
+        config.write_text("[]")
+        return "holds a JSON list"
+    if fault == "invalid scheduler config":
+        (folder / "scheduler" / "scheduler_config.json").write_text("{")
+        return "scheduler_config.json is not valid JSON"
+    raise AssertionError(fault)
+
+
+FOLDER_FAULTS = ["zero-byte weights", "truncated weights", "invalid JSON config", "config not an object"]
+
+
+@pytest.mark.parametrize(
+    "command, fault",
+    [(command, fault) for command in sorted(MODEL_COMMANDS) for fault in FOLDER_FAULTS]
+    + [(command, "invalid scheduler config") for command, folder in MODEL_COMMANDS.items() if folder in CONFIGS],
+)
+def test_a_damaged_model_folder_is_one_line_before_any_work(command, fault, capsys, tmp_path):
+    shipped = MODEL_COMMANDS[command]
+    model = tmp_path / shipped
+    shutil.copytree(SHIPPED[shipped], model)
+    words = _damage(model, fault)
+    cli, argv = _run_with_model(command, model, tmp_path)
+    line = one_error_line(cli, argv, capsys, tmp_path)
+    assert words in line and str(model) in line
+
+
+@pytest.fixture
+def users_files(tmp_path):
+    """A file and a folder of the user's that an output argument may wrongly name."""
+    (tmp_path / "thesis.tex").write_text("years of work")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table.csv").write_text("a,b\n")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "command, option, target, words",
+    [
+        ("dann-predict", "--output_csv", "results", "is a folder; give the name of the file"),
+        ("dann-predict", "--output_csv", "thesis.tex/pred.csv", "is a file, not a folder"),
+        ("score-digits", "--json", "results", "is a folder; give the name of the file"),
+        ("score-digits", "--json", "thesis.tex/score.json", "is a file, not a folder"),
+        ("dann-checkpoint", "--output_json", "results", "is a folder; give the name of the file"),
+        ("cfg-sample", "--output_dir", "thesis.tex", "is a file"),
+        ("cfg-sample", "--output_dir", "thesis.tex/digits", "is a file, not a folder"),
+        ("ddim", "--output_dir", "thesis.tex", "is a file"),
+        ("cfg-figures", "--output_dir", "thesis.tex/figures", "is a file, not a folder"),
+        ("report --classifier", "--output_dir", "thesis.tex", "is a file"),
+        ("report --classifier", "--output_dir", "thesis.tex/report", "is a file, not a folder"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(
+    command, option, target, words, users_files, capsys
+):
+    cli, argv = _run_with_model(command, SHIPPED[MODEL_COMMANDS[command]], users_files)
+    argv = [*argv, option, users_files / target]  # argparse keeps the last value
+    line = one_error_line(cli, argv, capsys, users_files)
+    assert option in line and words in line
+
+
+def test_noises_that_cannot_fit_are_refused_stating_the_limit(capsys, tmp_path):
+    _, _, ddim, _ = _commands()
+    out = tmp_path / "noise"
+    line = one_error_line(ddim.cli, ["noise", "--output_dir", out, "--resolution", "100000"], capsys, tmp_path)
+    assert "--resolution must be in [1, 4096], got 100000" in line
+    line = one_error_line(ddim.cli, ["noise", "--output_dir", out, "--channels", "64"], capsys)
+    assert "--channels must be in [1, 4]" in line
+    free = shutil.disk_usage(tmp_path).free
+    side = 4096
+    count = min(1000, free // (4 * 4 * side * side) + 1)  # just more than the disk holds, if 1000 noises do
+    if count * 4 * 4 * side * side <= free:
+        pytest.skip("this disk holds even the largest noise set the command allows")
+    argv = ["noise", "--output_dir", out, "--num_noises", count, "--channels", 4, "--resolution", side]
+    assert "GiB free" in one_error_line(ddim.cli, argv, capsys, tmp_path)
+
+
+@pytest.mark.parametrize("seed", [2**70, -1, 2**32])
+@pytest.mark.parametrize("command", ["cfg-sample", "cfg-figures", "ddim", "ddim-figures", "noise"])
+def test_a_seed_no_generator_takes_is_refused_naming_seed(command, seed, capsys, tmp_path):
+    if command == "noise":
+        _, _, ddim, _ = _commands()
+        cli, argv = ddim.cli, ["noise", "--output_dir", tmp_path / "out"]
+    else:
+        cli, argv = _run_with_model(command, SHIPPED[MODEL_COMMANDS[command]], tmp_path)
+    line = one_error_line(cli, [*argv, "--seed", seed], capsys, tmp_path)
+    assert f"--seed must be in [0, 4294967295] (2**32 - 1), got {seed}" in line
+
+
+def test_more_steps_than_trained_and_a_batch_of_zero_are_refused_before_the_work(capsys, tmp_path):
+    course_output, _, _, score = _commands()
+    argv = ["--pretrained", "cfg-mnistm-small", "--output_dir", tmp_path / "out", "--num_inference_steps", 100000]
+    assert "at most the 400 steps the model was trained with" in one_error_line(
+        course_output.cli, argv, capsys, tmp_path
+    )
+    argv = ["--images", _digit_images(tmp_path / "digits"), "--batch_size", 0]
+    assert "--batch_size must be >= 1, got 0" in one_error_line(score.cli, argv, capsys, tmp_path)
+
+
+def _png_header_only(path: Path, side: int) -> None:
+    """A PNG whose header claims side x side grey pixels: what a decompression bomb shows PIL before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+
+
+def _truncated_png(path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+BAD_IMAGES = {
+    "decompression bomb": (lambda path: _png_header_only(path, 20_000), "too large an image to decode"),
+    "PIL's warning zone": (lambda path: _png_header_only(path, 10_000), "too large an image to decode"),
+    "over 4096 a side": (lambda path: _png_header_only(path, 5_000), "images are read up to 4096x4096"),
+    "truncated": (_truncated_png, "image file is truncated"),
+    "zero bytes": (lambda path: path.write_bytes(b""), "cannot identify image file"),
+    "a folder": (lambda path: path.mkdir(), "not a regular file"),
+    "a FIFO": (os.mkfifo, "not a regular file"),
+}
+
+
+@pytest.fixture
+def deadline():
+    """A read that blocks (a FIFO) fails the test after 30 s instead of hanging the suite."""
+    import signal
+
+    def expired(signum, frame):
+        raise TimeoutError("the command blocked")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(30)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("fault", sorted(BAD_IMAGES))
+@pytest.mark.parametrize("command", ["dann-predict", "score-digits", "ddim score --pred", "ddim score --gt"])
+def test_a_bad_image_is_one_line_naming_it(command, fault, capsys, tmp_path, deadline):
+    make, words = BAD_IMAGES[fault]
+    if command.startswith("ddim"):
+        _, _, ddim, _ = _commands()
+        pred, gt = tmp_path / "pred", tmp_path / "gt"
+        for folder in (pred, gt):
+            shutil.copytree(SHIPPED["ddpm-lfw-faces"] / "GT", folder)
+        bad = (pred if command.endswith("--pred") else gt) / "03.png"
+        bad.unlink()
+        cli, argv = ddim.cli, ["score", "--pred", pred, "--gt", gt]
+    else:
+        cli, argv = _run_with_model(command, SHIPPED[MODEL_COMMANDS[command]], tmp_path)
+        bad = tmp_path / "digits" / "5_bad.png"
+    make(bad)
+    line = one_error_line(cli, argv, capsys, tmp_path)
+    assert words in line and bad.name in line
+
+
+def _link_to_fifo(path: Path) -> None:
+    fifo = path.parent.parent / "fifo"
+    os.mkfifo(fifo)
+    path.symlink_to(fifo)
+
+
+NOISE_FAULTS = {
+    "a FIFO": lambda path: os.mkfifo(path),
+    "a folder": lambda path: path.mkdir(),
+    "a link to a FIFO": lambda path: (
+        os.mkfifo(path.parent.parent / "fifo"),
+        path.symlink_to(path.parent.parent / "fifo"),
+    ),
+    "zero bytes": lambda path: path.write_bytes(b""),
+    "a crafted pickle": lambda path: path.write_bytes(pickle.dumps(_Exploit())),
+    "a zip-pickle of objects": lambda path: torch.save({"noise": torch.randn(3), "step": 1, "exploit": None}, path),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(NOISE_FAULTS))
+def test_a_bad_noise_file_is_one_line_and_runs_nothing(fault, capsys, tmp_path, deadline):
+    _, _, ddim, _ = _commands()
+    noise = tmp_path / "noise"
+    shutil.copytree(SHIPPED["ddpm-lfw-faces"] / "noise", noise)
+    (noise / "01.pt").unlink()
+    NOISE_FAULTS[fault](noise / "01.pt")
+    argv = ["--pretrained", "ddpm-lfw-faces", "--noise_dir", noise, "--output_dir", tmp_path / "out"]
+    line = one_error_line(ddim.cli, argv, capsys, tmp_path)
+    assert "01.pt" in line

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from adapters import read_image_file
-from adapters.folders import write_file_atomically
+from adapters.folders import check_output_file, write_file_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.dann.image_processing_digits import DigitImageProcessor
 from pipelines.dann.modeling_dann import DANNModel
@@ -41,7 +41,11 @@ def list_images(input_dir: str | os.PathLike) -> list[Path]:
     folder = Path(input_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {str(folder)!r} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    entries = sorted(folder.iterdir())
+    irregular = [p.name for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file()]
+    if irregular:  # a FIFO would never finish reading, a folder is no image: say so rather than skip them
+        raise ValueError(f"input folder {str(folder)!r}: not a regular file: {', '.join(irregular[:5])}")
+    files = [p for p in entries if p.is_file()]
     if not files:
         raise ValueError(f"input folder {str(folder)!r} is empty")
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -115,6 +119,8 @@ def parse_args(argv=None):
 def main(args) -> list[tuple[str, int, float]]:
     pretrained = resolve_pretrained(args.pretrained)
     check_transformers_folder(pretrained, DANNModel)
+    list_images(args.input_dir)  # an empty or missing folder fails here, before the model loads
+    check_output_file(args.output_csv, "--output_csv")
     model = DANNModel.from_pretrained(pretrained).to(args.device)
     rows = predict_folder(model, args.input_dir, args.batch_size)
     write_predictions(rows, args.output_csv, args.with_confidence)

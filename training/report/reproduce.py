@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import hub_cards
-from adapters.folders import write_folder_atomically, write_text_atomically
+from adapters.folders import check_folder_location, write_folder_atomically, write_text_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from training.report.markdown import write_report
 
@@ -97,6 +97,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_folder_location(args.output_dir, "--output_dir")  # stages fill it in place, run after run
     if args.profile == "full" and args.mnistm is None:
         parser.error("--profile full trains on the full data: pass --mnistm (and --usps) paths or Hub ids")
     # Later stages read these models; a mistyped or damaged folder fails now, not after an hour of earlier stages.
