@@ -113,19 +113,26 @@ def test_publisher_lets_one_tensor_and_plain_arrays_go_up_and_keeps_bookkeeping_
     assert not any(name.startswith(".") for name in capsys.readouterr().out.split())
 
 
-def test_publisher_refuses_a_link_out_of_the_folder(publishable, tmp_path, capsys):
+def test_publisher_refuses_links_out_of_the_folder_and_entries_that_are_no_files(publishable, tmp_path, capsys):
+    argv = [publishable, "--repo_id", "me/x", "--dry_run"]
     secret = tmp_path / "secret.txt"
     secret.write_text("not for the Hub")
     (publishable / "notes.txt").symlink_to(secret)
-    line = one_error_line(publish.cli, [publishable, "--repo_id", "me/x", "--dry_run"], capsys)
+    line = one_error_line(publish.cli, argv, capsys)
     assert "outside" in line and "notes.txt" in line
     (publishable / "notes.txt").unlink()
     (publishable / "more").symlink_to(tmp_path, target_is_directory=True)
-    line = one_error_line(publish.cli, [publishable, "--repo_id", "me/x", "--dry_run"], capsys)
+    line = one_error_line(publish.cli, argv, capsys)
     assert "outside" in line and "more" in line
     (publishable / "more").unlink()
+    (publishable / "gone.txt").symlink_to(publishable / "deleted.txt")
+    assert "not regular files (gone.txt)" in one_error_line(publish.cli, argv, capsys)
+    (publishable / "gone.txt").unlink()
+    os.mkfifo(publishable / "pipe.bin")
+    assert "not regular files (pipe.bin)" in one_error_line(publish.cli, argv, capsys)
+    (publishable / "pipe.bin").unlink()
     (publishable / "card.md").symlink_to(publishable / "README.md")  # a link that stays inside is only a file
-    assert "card.md" in publish.main(publish.parse_args([str(publishable), "--repo_id", "me/x", "--dry_run"]))
+    assert "card.md" in publish.main(publish.parse_args([str(arg) for arg in argv]))
 
 
 # ---- 4. no silently wrong result -----------------------------------------------------------------------------------

@@ -69,9 +69,10 @@ def files_to_upload(folder: str | Path) -> list[str]:
 
 
 def _files_inside(folder: Path) -> list[Path]:
-    """The regular files that go up (relative, sorted); a symbolic link that leaves `folder` is refused."""
+    """The regular files that go up (relative, sorted); a symbolic link that leaves `folder`, and an entry that is
+    no file or folder (a FIFO, a link to nothing), are refused rather than skipped."""
     inside = folder.resolve()
-    files, leaving = [], []
+    files, leaving, irregular = [], [], []
     for path in folder.rglob("*"):
         relative = path.relative_to(folder)
         if _stays_local(relative):
@@ -80,11 +81,15 @@ def _files_inside(folder: Path) -> list[Path]:
             leaving.append(f"{relative} -> {path.resolve()}")
         elif path.is_file():
             files.append(relative)
+        elif not path.is_dir():
+            irregular.append(str(relative))
     if leaving:
         raise ValueError(
             f"{folder} holds links to files outside it ({', '.join(leaving[:5])}): copy what should go up into the "
             "folder, or remove the links"
         )
+    if irregular:
+        raise ValueError(f"{folder} holds entries that are not regular files ({', '.join(irregular[:5])})")
     return sorted(files)
 
 
