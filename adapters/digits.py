@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,12 +202,34 @@ def to_uint8(images: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0
     return unit.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
 
 
+# The largest image a command reads, a side: a digit needs 28 pixels, a course face 256. A larger one is refused
+# from its header, before it is decoded, so a decompression bomb (a small PNG of gigapixels) costs nothing.
+MAX_IMAGE_SIDE = 4096
+
+
 def read_image_file(path: os.PathLike) -> Image.Image:
-    """Open and fully read one image file; an unreadable file is a ValueError that names it."""
+    """Open and fully read one image file; a file that is not a regular file, not a whole image or larger than
+    MAX_IMAGE_SIDE a side is a ValueError that names it."""
+    path = Path(path)
+    if not path.is_file():
+        if not path.exists():
+            raise FileNotFoundError(f"image {path} does not exist")
+        kind = "a folder" if path.is_dir() else "a FIFO, socket or device"
+        raise ValueError(f"{path} is not a regular file ({kind}); an image is read from a file")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return image.copy()
+        with warnings.catch_warnings():
+            # PIL only warns between 89 and 179 megapixels; any such image is refused below anyway
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if max(width, height) > MAX_IMAGE_SIDE:
+                    raise ValueError(
+                        f"{path} is {width}x{height} pixels; images are read up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
+                    )
+                image.load()
+                return image.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ValueError(f"{path} is too large an image to decode ({error})") from None
     except (UnidentifiedImageError, OSError) as error:
         raise ValueError(f"unreadable image {path} ({error})") from error
 

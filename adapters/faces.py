@@ -8,14 +8,15 @@ wrong shape or dtype, not finite, or not a tensor is an error that names the fil
 
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 
 from adapters.digit_sources import check_parquet_files, load_parquet
+from adapters.digits import read_image_file
 from adapters.folders import write_file_atomically
 
 PathLike = str | os.PathLike
@@ -79,16 +80,30 @@ def load_face_noises(folder: PathLike, shape: Sequence[int] | None = None) -> di
     files = sorted((p for p in folder.iterdir() if _NOISE_NAME.match(p.name)), key=lambda p: p.name)
     if not files:
         raise FileNotFoundError(f"no NN.pt noise files in {folder}")
+    irregular = [path.name for path in files if not path.is_file()]
+    if irregular:  # reading a FIFO would wait forever, a folder cannot be read
+        raise ValueError(f"{folder}: not a regular file: {', '.join(irregular)}; noises are read from NN.pt files")
     noises = {}
     for path in files:
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by case
-            raise ValueError(f"{path}: not a tensor file readable with weights_only=True ({error})") from error
-        noise = check_noise(loaded, str(path), shape)
+        noise = check_noise(read_tensor_file(path, str(path)), str(path), shape)
         shape = tuple(noise.shape)
         noises[path.stem] = noise
     return noises
+
+
+def read_tensor_file(path: PathLike, name: str) -> object:
+    """`torch.load(path, weights_only=True)`: plain tensors (and containers of them) only, so a crafted pickle
+    never runs. Any failure is a one-line ValueError that starts with `name`."""
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols it reads; the answer is all we need
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by case
+        # not torch's own text: it suggests weights_only=False, which would run the file's code
+        raise ValueError(
+            f"{name}: refused ({type(error).__name__}): torch.load(weights_only=True) reads plain tensors only, "
+            "and this file holds other pickled objects or is not a torch.save file"
+        ) from error
 
 
 def save_face_noises(
@@ -118,13 +133,10 @@ def save_face_noises(
 
 def read_face_image(path: PathLike) -> np.ndarray:
     """A PNG as uint8 [H, W, 3]; grey images are repeated over 3 channels (that keeps their MSE)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    with PIL.Image.open(path) as image:
-        if image.mode not in ("L", "RGB"):
-            raise ValueError(f"{path}: expected a grey (L) or RGB image, got mode {image.mode}")
-        return np.asarray(image.convert("RGB"))
+    image = read_image_file(path)  # whole, of a sane size, a regular file: else a ValueError naming it
+    if image.mode not in ("L", "RGB"):
+        raise ValueError(f"{path}: expected a grey (L) or RGB image, got mode {image.mode}")
+    return np.asarray(image.convert("RGB"))
 
 
 def load_face_images(folder: PathLike) -> dict[str, np.ndarray]:
@@ -146,7 +158,7 @@ def face_mse(pred_dir: PathLike, gt_dir: PathLike) -> dict[str, float]:
     scores = {}
     for name, target in gt.items():
         path = pred_dir / f"{name}.png"
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"prediction {path} is missing (ground truth {name}.png exists)")
         pred = read_face_image(path)
         if pred.shape != target.shape:

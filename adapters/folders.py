@@ -63,6 +63,16 @@ def _check_writable_location(output_dir: Path, option: str) -> None:
         raise PermissionError(f"{option} {output_dir}: no permission to write in {ancestor}")
 
 
+def check_folder_location(folder: os.PathLike, option: str) -> Path:
+    """Refuse an output folder that could not be made or written: a file at its path or at a parent's, a parent
+    without write permission. Returns the resolved folder."""
+    folder = _resolve(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{option} {folder} is a file")
+    _check_writable_location(folder, option)
+    return folder
+
+
 def check_output_dir(
     output_dir: os.PathLike,
     overwrite: bool,
@@ -76,10 +86,7 @@ def check_output_dir(
     refused even with `overwrite`. Returns the resolved folder and holds its write lock until
     `write_folder_atomically` finishes (or the process ends).
     """
-    output_dir = _resolve(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise NotADirectoryError(f"{option} {output_dir} is a file")
-    _check_writable_location(output_dir, option)
+    output_dir = check_folder_location(output_dir, option)
     relation = _relation(output_dir, Path.cwd().resolve())
     if relation in ("is", "holds"):
         raise ValueError(f"{option} {output_dir} {relation} the current folder; choose a new folder for the output")
@@ -102,6 +109,18 @@ def check_output_dir(
             )
     hold_output_lock(output_dir)
     return output_dir
+
+
+def check_output_file(path: os.PathLike, option: str) -> Path:
+    """Refuse an output file that could not be written, before any work: a folder or other non-file at `path`, a
+    file where a parent folder should be, a folder without write permission. Returns the resolved path."""
+    path = _resolve(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give the name of the file to write")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{option} {path} exists and is not a regular file")
+    _check_writable_location(path, option)
+    return path
 
 
 def hold_output_lock(output_dir: os.PathLike) -> None:
@@ -204,6 +223,8 @@ def write_file_atomically(path: os.PathLike, write: Callable[[Path], object]):
     removed if `write` raises, so `path` is either the old file or the whole new one, never half of one.
     """
     path = Path(path)
+    if path.is_dir():  # os.replace would fail only after the whole write
+        raise IsADirectoryError(f"{path} is a folder; cannot write a file there")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(handle)

@@ -22,10 +22,23 @@ USER_ERRORS = (
     FileNotFoundError,
     NotADirectoryError,
     FileExistsError,
+    IsADirectoryError,
     PermissionError,
     ConnectionError,
     KeyError,
 )
+
+
+# Seeds reach torch generators (up to 2**64 - 1), numpy and Python's `random` (numpy takes up to 2**32 - 1), and
+# the commands derive per-image seeds from them (seed + index, (seed * 10 + digit) * 100_000 + index): this bound
+# holds for every use.
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(seed: int, option: str = "--seed") -> None:
+    """Refuse a seed outside [0, MAX_SEED] before any work, naming the option."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"{option} must be in [0, {MAX_SEED}] (2**32 - 1), got {seed}")
 
 
 def run_command(main: Callable, parse_args: Callable | None, argv=None):

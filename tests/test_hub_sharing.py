@@ -338,7 +338,7 @@ def test_publisher_refuses_folders_without_card_or_with_pickled_weights(tmp_path
     assert exit_info.value.code == 2 and "no README.md" in capsys.readouterr().err
     write_card(folder)
     torch.save(DANNModel(DANNConfig(architecture="report")).state_dict(), folder / "pytorch_model.bin")
-    with pytest.raises(ValueError, match=r"pickled weights \(pytorch_model.bin\)"):
+    with pytest.raises(ValueError, match=r"pickled weights or data \(pytorch_model.bin: a zip archive"):
         publish.files_to_upload(folder)
 
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm.auto import tqdm
 
 from adapters import to_model_range
-from pipelines.command_line import run_command
+from pipelines.command_line import check_seed, run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.digit_classifier.score import accuracy_report, format_report
 from training.checkpoints import (
@@ -93,6 +93,7 @@ def parse_args(argv=None):
             raise ValueError(f"--{option} must be >= 1, got {value}")
     if args.max_shift < 0 or args.max_rotation < 0:
         raise ValueError(f"--max_shift and --max_rotation must be >= 0, got {args.max_shift}, {args.max_rotation}")
+    check_seed(args.seed)
     return args
 
 

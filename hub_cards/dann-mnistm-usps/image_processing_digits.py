@@ -1,8 +1,9 @@
 """The image processor of the digit models: any PIL image -> float [N, C, S, S] in [-1, 1].
 
 It is the preprocessing the models were trained with (`adapters.digit_pixel_values`): convert to RGB (or
-grey), resize to S x S with PIL bilinear when the size differs, then x / 127.5 - 1. It is saved beside the
-DANN and classifier weights (`preprocessor_config.json` + this file), so that
+grey), resize to S x S with PIL bilinear when the size differs, then x / 127.5 - 1. An image with transparency
+(RGBA, LA, a palette with a transparent colour) is first laid on an opaque ground (`on_opaque_ground`).
+It is saved beside the DANN and classifier weights (`preprocessor_config.json` + this file), so that
 `transformers.pipeline("image-classification", model=folder, trust_remote_code=True)` sees the same tensors
 as the project's commands.
 
@@ -14,6 +15,25 @@ import numpy as np
 import PIL.Image
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
+
+
+def on_opaque_ground(image: PIL.Image.Image) -> PIL.Image.Image:
+    """An image with transparency laid on black when its visible strokes are light, on white when they are dark.
+
+    The digits the models learnt are strokes on a ground of another brightness (light on dark in USPS and MNIST).
+    In a digit saved with a transparent background the ground is the transparent part, and the colour its pixels
+    hold is arbitrary: dropping the alpha channel shows it (often the strokes' own colour, so the image is blank
+    and every digit gets one label). The ground chosen contrasts with the strokes, judged by their brightness
+    weighted by opacity; images without transparency are returned as they are.
+    """
+    if image.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in image.info:
+        return image
+    rgba = image.convert("RGBA")
+    opacity = np.asarray(rgba.getchannel("A"), dtype=np.float64)
+    brightness = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
+    light_strokes = opacity.sum() > 0 and np.average(brightness, weights=opacity) >= 127.5
+    ground = PIL.Image.new("RGBA", rgba.size, "black" if light_strokes or opacity.sum() == 0 else "white")
+    return PIL.Image.alpha_composite(ground, rgba).convert("RGB")
 
 
 class DigitImageProcessor(BaseImageProcessor):
@@ -43,7 +63,7 @@ class DigitImageProcessor(BaseImageProcessor):
         if not isinstance(image, PIL.Image.Image):
             raise ValueError(f"expected PIL images or uint8 arrays, got {type(image).__name__}")
         size = self.image_size
-        image = image.convert("RGB" if self.num_channels == 3 else "L")
+        image = on_opaque_ground(image).convert("RGB" if self.num_channels == 3 else "L")
         if image.size != (size, size):
             # bilinear, as the 32x32 MNIST-M training images were brought to 28x28
             image = image.resize((size, size), PIL.Image.BILINEAR)

@@ -28,9 +28,10 @@ import torch
 from tqdm.auto import tqdm
 
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import resolve_pretrained, run_command
+from pipelines.command_line import check_seed, resolve_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, make_scheduler
+from pipelines.model_folders import check_pipeline_folder, read_json_object
 
 # The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
 MAX_IMAGES_PER_DIGIT = 100_000
@@ -60,7 +61,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_model_arguments(args: argparse.Namespace) -> None:
-    """The model, guidance and steps, checked before the model loads; a shipped name becomes its folder."""
+    """The model, guidance, steps and seed, checked before the model loads; a shipped name becomes its folder."""
+    check_seed(args.seed)
     if not math.isfinite(args.guidance) or args.guidance < 0:
         raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
@@ -70,6 +72,13 @@ def check_model_arguments(args: argparse.Namespace) -> None:
         raise FileNotFoundError(
             f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
             "the shipped ones are cfg-mnistm and cfg-mnistm-small"
+        )
+    check_pipeline_folder(args.pretrained, "ConditionalDDPMPipeline")
+    trained = read_json_object(Path(args.pretrained) / "scheduler" / "scheduler_config.json").get("num_train_timesteps")
+    if args.num_inference_steps is not None and isinstance(trained, int) and args.num_inference_steps > trained:
+        raise ValueError(
+            f"--num_inference_steps must be at most the {trained} steps the model was trained with, "
+            f"got {args.num_inference_steps}"
         )
 
 
@@ -90,7 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=list(range(NUM_DIGITS)),
-        help="which digits to write (default: all ten)",
+        help="which digits to write, each named once (default: all ten); a repeated digit is refused, since its "
+        "files {d}_001.png ... would be written twice",
     )
     parser.add_argument(
         "--scheduler",
@@ -112,6 +122,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError(f"--images_per_digit must be >= 1, got {args.images_per_digit}")
     if not all(0 <= digit < NUM_DIGITS for digit in args.digits):
         raise ValueError(f"--digits must be in 0-{NUM_DIGITS - 1}, got {args.digits}")
+    repeated = sorted({digit for digit in args.digits if args.digits.count(digit) > 1})
+    if repeated:
+        raise ValueError(
+            f"--digits names {', '.join(map(str, repeated))} more than once; each digit's files are written once "
+            "(use --images_per_digit for more images of a digit)"
+        )
     if args.batch_size is None:
         args.batch_size = 100 if args.device == "cpu" else 1000
     if args.batch_size < 1:

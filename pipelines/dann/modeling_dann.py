@@ -26,7 +26,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_dann import ARCHITECTURES, INPUT_NORMALIZATIONS, DANNConfig
 from .image_processing_digits import DigitImageProcessor
-from .pretrained_helpers import without_progress_bars
+from .pretrained_helpers import load_whole_model, without_progress_bars
 
 __all__ = [
     "ARCHITECTURES",
@@ -202,9 +202,9 @@ class DANNModel(PreTrainedModel):
             module.luma.copy_(torch.tensor(LUMA).view(1, 3, 1, 1))
 
     @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        with without_progress_bars():
-            return super().from_pretrained(*args, **kwargs)
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loading, refusing a folder whose weights do not fill this model (another model's)."""
+        return load_whole_model(super().from_pretrained, cls, pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save (config.json with auto_map, model.safetensors, this code), plus the image

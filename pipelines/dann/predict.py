@@ -3,7 +3,9 @@
     python -m pipelines.dann --pretrained dann-mnistm-usps --input_dir digits/ --output_csv pred.csv
 
 Every PNG or JPEG directly inside `--input_dir` (any size, grey, RGB or palette) is converted to RGB and
-resized to 28x28 with PIL bilinear, exactly as `adapters.decode_digits` prepared the training data.
+resized to 28x28 with PIL bilinear, exactly as `adapters.decode_digits` prepared the training data, by the
+model's image processor; a digit with a transparent background is first laid on black (light strokes) or
+white (dark strokes), not on whatever colour its transparent pixels hold.
 Files with other extensions are skipped with a warning; a .png/.jpg file that cannot be decoded is an
 error naming the file. Rows are sorted by file name.
 
@@ -22,10 +24,12 @@ from pathlib import Path
 
 import torch
 
-from adapters import digit_pixel_values, read_image_file
-from adapters.folders import write_file_atomically
+from adapters import read_image_file
+from adapters.folders import check_output_file, write_file_atomically
 from pipelines.command_line import resolve_pretrained, run_command
+from pipelines.dann.image_processing_digits import DigitImageProcessor
 from pipelines.dann.modeling_dann import DANNModel
+from pipelines.model_folders import check_transformers_folder
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +41,11 @@ def list_images(input_dir: str | os.PathLike) -> list[Path]:
     folder = Path(input_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"input folder {str(folder)!r} does not exist or is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    entries = sorted(folder.iterdir())
+    irregular = [p.name for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_file()]
+    if irregular:  # a FIFO would never finish reading, a folder is no image: say so rather than skip them
+        raise ValueError(f"input folder {str(folder)!r}: not a regular file: {', '.join(irregular[:5])}")
+    files = [p for p in entries if p.is_file()]
     if not files:
         raise ValueError(f"input folder {str(folder)!r} is empty")
     images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -50,8 +58,8 @@ def list_images(input_dir: str | os.PathLike) -> list[Path]:
 
 
 def load_pixel_values(paths: list[Path], image_size: int = 28) -> torch.Tensor:
-    """[N, 3, S, S] in [-1, 1], preprocessed by the adapters' own transform (same as training)."""
-    return digit_pixel_values([read_image_file(path) for path in paths], image_size)
+    """[N, 3, S, S] in [-1, 1], preprocessed by the model's image processor (the training data's transform)."""
+    return DigitImageProcessor(image_size=image_size)([read_image_file(path) for path in paths])["pixel_values"]
 
 
 @torch.no_grad()
@@ -110,8 +118,9 @@ def parse_args(argv=None):
 
 def main(args) -> list[tuple[str, int, float]]:
     pretrained = resolve_pretrained(args.pretrained)
-    if Path(pretrained).exists() and not (Path(pretrained) / "config.json").exists():
-        raise FileNotFoundError(f"{pretrained} has no config.json: not a folder written by DANNModel.save_pretrained")
+    check_transformers_folder(pretrained, DANNModel)
+    list_images(args.input_dir)  # an empty or missing folder fails here, before the model loads
+    check_output_file(args.output_csv, "--output_csv")
     model = DANNModel.from_pretrained(pretrained).to(args.device)
     rows = predict_folder(model, args.input_dir, args.batch_size)
     write_predictions(rows, args.output_csv, args.with_confidence)

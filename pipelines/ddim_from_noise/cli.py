@@ -14,6 +14,7 @@ folder renamed into place), and a non-empty one is refused unless --overwrite is
 """
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import torch
 
 from adapters.faces import face_mse, load_face_noises, save_face_noises
 from adapters.folders import check_output_dir, write_folder_atomically
-from pipelines.command_line import resolve_pretrained, run_command
+from pipelines.command_line import check_seed, resolve_pretrained, run_command
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
+from pipelines.model_folders import check_unet_folder
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: int = 50) -> None:
@@ -52,7 +54,9 @@ def check_model_arguments(args: argparse.Namespace) -> None:
     or a folder is made; resolves --pretrained (a shipped name becomes its folder) and the default --noise_dir."""
     if args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    check_seed(args.seed)
     args.pretrained = resolve_pretrained(args.pretrained)
+    check_unet_folder(args.pretrained)
     if args.noise_dir is None:
         if not (Path(args.pretrained) / "noise").is_dir():
             raise FileNotFoundError(f"--pretrained {args.pretrained} has no noise/ folder: give --noise_dir")
@@ -88,6 +92,13 @@ def parse_score_args(argv):
     return parser.parse_args(argv)
 
 
+# The noise command's sizes: at most a 4096x4096 image of 4 channels (256 MiB a noise, held in memory one at a
+# time), at most 1000 noises, and no more than the output's disk can hold.
+MAX_NOISE_SIDE = 4096
+MAX_NOISE_CHANNELS = 4
+MAX_NOISES = 1000
+
+
 def parse_noise_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.ddim_from_noise noise", description="Write NN.pt noises."
@@ -99,11 +110,28 @@ def parse_noise_args(argv):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
     args = parser.parse_args(argv)
-    for option in ("num_noises", "channels", "resolution"):
-        if getattr(args, option) < 1:
-            raise ValueError(f"--{option} must be >= 1, got {getattr(args, option)}")
-    check_output_dir(args.output_dir, args.overwrite)
+    for option, most in (("num_noises", MAX_NOISES), ("channels", MAX_NOISE_CHANNELS), ("resolution", MAX_NOISE_SIDE)):
+        if not 1 <= getattr(args, option) <= most:
+            raise ValueError(f"--{option} must be in [1, {most}], got {getattr(args, option)}")
+    check_seed(args.seed)
+    output_dir = check_output_dir(args.output_dir, args.overwrite)
+    check_room_for_noises(args, output_dir)
     return args
+
+
+def check_room_for_noises(args, output_dir: Path) -> None:
+    """The noises (float32) must fit in the free space of the output's file system, with the old output kept until
+    the new one is whole."""
+    size = args.num_noises * args.channels * args.resolution**2 * 4
+    existing = output_dir
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if size > free:
+        raise ValueError(
+            f"{args.num_noises} noises of {args.channels}x{args.resolution}x{args.resolution} take "
+            f"{size / 2**30:.1f} GiB, but {existing} has {free / 2**30:.1f} GiB free"
+        )
 
 
 def sample(args) -> list:

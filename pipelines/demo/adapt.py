@@ -1,7 +1,8 @@
 """Adapt a digit, for the demo: an uploaded or drawn digit through the shipped adapted DANN model, and through a
 source-only model of the same pair where one ships.
 
-Images become the models' input exactly as in `python -m pipelines.dann` (RGB, 28x28 PIL bilinear, [-1, 1]).
+Images become the models' input exactly as in `python -m pipelines.dann` (its image processor: RGB, a transparent
+background laid on an opaque ground, 28x28 PIL bilinear, [-1, 1]).
 USPS digits, the target domain, are light strokes on a dark ground; a drawing (dark pen on a light canvas) is
 inverted into that, while an upload is used as it is.
 """
@@ -14,7 +15,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from adapters import digit_pixel_values
+from pipelines.dann.image_processing_digits import DigitImageProcessor
 from pipelines.dann.modeling_dann import DANNModel
 from pipelines.demo.models import DemoModels
 
@@ -61,7 +62,7 @@ def drawing_to_digit(drawing: np.ndarray) -> PIL.Image.Image:
 @torch.no_grad()
 def class_probabilities(model: DANNModel, image: PIL.Image.Image) -> dict[str, float]:
     """{"0": p, ..., "9": p}: softmax(logits / T) with the temperature the model stores (as `--with_confidence`)."""
-    pixel_values = digit_pixel_values([image], model.config.image_size)
+    pixel_values = DigitImageProcessor(image_size=model.config.image_size)([image])["pixel_values"]
     temperature = float(getattr(model.config, "temperature", 1.0))
     probabilities = (model(pixel_values).logits.float() / temperature).softmax(dim=1)[0]
     return {str(digit): float(p) for digit, p in enumerate(probabilities)}
@@ -69,7 +70,7 @@ def class_probabilities(model: DANNModel, image: PIL.Image.Image) -> dict[str, f
 
 def model_input_picture(image: PIL.Image.Image, size: int = 28) -> PIL.Image.Image:
     """What the models see: the 28x28 RGB input, as the command resizes it."""
-    pixels = digit_pixel_values([image], size)[0]
+    pixels = DigitImageProcessor(image_size=size)([image])["pixel_values"][0]
     return PIL.Image.fromarray(((pixels.permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy())
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-from adapters.faces import check_noise
+from adapters.faces import check_noise, read_tensor_file
 from pipelines.ddim_from_noise.figures import ETAS, save_grid
 from pipelines.ddim_from_noise.interpolation import lerp, slerp
 from pipelines.demo.digits import Progress, whole_number
@@ -33,14 +33,7 @@ def read_uploaded_noises(paths: Sequence[str | Path], shape: Sequence[int]) -> d
     for path in map(Path, paths):
         if path.suffix != ".pt":
             raise ValueError(f"{path.name}: expected a .pt noise file (a tensor saved by torch.save)")
-        try:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises UnpicklingError, RuntimeError or EOFError by case
-            # not torch's own text: it suggests weights_only=False, which would run the file's code
-            raise ValueError(
-                f"{path.name}: refused ({type(error).__name__}): torch.load(weights_only=True) reads plain tensors "
-                "only, and this file holds other pickled objects or is not a torch.save file"
-            ) from error
+        loaded = read_tensor_file(path, path.name)
         if path.stem in noises:
             raise ValueError(f"two uploaded files are named {path.name}")
         noises[path.stem] = check_noise(loaded, path.name, shape)

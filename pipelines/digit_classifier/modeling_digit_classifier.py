@@ -28,7 +28,7 @@ from transformers.modeling_outputs import ImageClassifierOutput
 
 from .configuration_digit_classifier import DigitClassifierConfig
 from .image_processing_digits import DigitImageProcessor
-from .pretrained_helpers import without_progress_bars
+from .pretrained_helpers import load_whole_model, without_progress_bars
 
 
 def _conv_bn_relu(in_channels, out_channels):
@@ -114,11 +114,12 @@ class DigitClassifier(PreTrainedModel):
             # a folder saved in diffusers' layout (ModelMixin file names, config.json without model_type) holds the
             # same fields and weights; transformers' loader would not find them
             fields = json.loads((folder / "config.json").read_text())
+            if fields.get("_class_name", cls.__name__) != cls.__name__:
+                raise ValueError(f"{folder} holds a {fields['_class_name']}, not a {cls.__name__}")
             model = cls(DigitClassifierConfig(**{k: v for k, v in fields.items() if not k.startswith("_")}))
             model.load_state_dict(load_file(str(diffusers_weights)))
             return model.eval()
-        with without_progress_bars():
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        return load_whole_model(super().from_pretrained, cls, pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save (config.json with auto_map, model.safetensors, this code), plus the image

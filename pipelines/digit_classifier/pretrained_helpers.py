@@ -1,5 +1,5 @@
 """What the two transformers models (the DANN model and the digit classifier) share: their configs' class names
-and equality, and quiet loading and saving.
+and equality, loading that refuses weights which do not fill the model, and quiet loading and saving.
 
 This file is copied into model folders for `trust_remote_code`, beside the files that import it (remote code may
 import only the libraries and its sibling files): it imports only transformers. transformers copies a model's
@@ -55,3 +55,32 @@ def without_progress_bars():
     finally:
         if enabled:
             hf_logging.enable_progress_bar()
+
+
+def load_whole_model(load, model_class, pretrained_model_name_or_path, *args, **kwargs):
+    """A model's `from_pretrained` (`load`, transformers' own) that refuses weights which do not fill the model.
+
+    transformers leaves weights a checkpoint lacks at random and ignores the ones the model lacks, with a warning:
+    a folder of another model (a digit classifier given as a DANN model) would load and label every image the same.
+    Here every weight of the model must come from the folder and every weight of the folder must be used.
+    """
+    wants_info = kwargs.pop("output_loading_info", False)
+    kwargs.setdefault("ignore_mismatched_sizes", True)  # report weights of another shape here, with the others
+    with without_progress_bars():
+        model, info = load(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+    kinds = (
+        ("missing_keys", "weights missing"),
+        ("unexpected_keys", "weights not part of it"),
+        ("mismatched_keys", "weights of another shape"),
+    )
+    problems = [
+        f"{len(info[key])} {what} (e.g. {', '.join(sorted(map(str, info[key]))[:3])})"
+        for key, what in kinds
+        if info.get(key)
+    ]
+    if problems:
+        raise ValueError(
+            f"{pretrained_model_name_or_path} does not hold a {model_class.__name__} "
+            f"(a {model_class.config_class.model_type} model): {'; '.join(problems)}"
+        )
+    return (model, info) if wants_info else model

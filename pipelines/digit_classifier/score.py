@@ -16,9 +16,10 @@ from PIL import Image
 from sklearn.metrics import confusion_matrix
 
 from adapters import read_image_file
-from adapters.folders import write_text_atomically
+from adapters.folders import check_output_file, write_text_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
+from pipelines.model_folders import check_transformers_folder
 
 
 def accuracy_report(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> dict:
@@ -60,7 +61,10 @@ def read_labelled_images(folder: Path, pattern: str = "*.png") -> tuple[list[Pat
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(path for path in folder.glob(pattern) if path.is_file())
+    files = sorted(folder.glob(pattern))
+    irregular = [path.name for path in files if not path.is_file()]
+    if irregular:  # a FIFO would never finish reading, a folder is no image: say so rather than skip them
+        raise ValueError(f"{folder}: not a regular file: {', '.join(irregular[:5])} (matching {pattern})")
     if not files:
         raise ValueError(f"no {pattern} files in {folder}")
     unlabelled = [path.name for path in files if not path.name[0].isdigit()]
@@ -98,13 +102,19 @@ def parse_args(argv=None):
     parser.add_argument("--json", default=None, help="also write the report (with misclassified files) here")
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--device", default="cpu")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    return args
 
 
 def main(args) -> dict:
     pretrained = resolve_pretrained(args.pretrained, hub=False)
+    check_transformers_folder(pretrained, DigitClassifier)
     if not Path(args.images).is_dir():
         raise FileNotFoundError(f"image folder {args.images} (--images) does not exist")
+    if args.json:
+        check_output_file(args.json, "--json")
     model = DigitClassifier.from_pretrained(pretrained).to(args.device)
     report = score_folder(model, Path(args.images), args.pattern, args.batch_size)
     print(f"{args.images}: {report['total']} images\n{format_report(report)}")

@@ -3,17 +3,21 @@
     python -m pipelines.hub dann-mnistm-usps --repo_id me/dann-mnistm-usps --dry_run      # a shipped folder
     python -m pipelines.hub runs/cfg --repo_id me/cfg-mnistm --private
 
-Refused, before anything is sent: a folder without a model card (README.md with metadata), a folder holding
-pickled weights (only safetensors go up; a pickle file may only hold one plain tensor, such as the course's
-noise/*.pt inputs, checked by loading it with weights_only=True), and a folder whose code copies differ from
-this package's source (`python -m pipelines.hub.remote_code` refreshes them). Hidden files and training
-checkpoints (checkpoint-*/, checkpoints/: optimizer state, not the model) stay local.
+Refused, before anything is sent: a folder without a model card (README.md with metadata); a folder holding a
+pickle, judged by the file's bytes whatever its name (`pipelines.hub.pickle_sniffer`: `.pth.tar`, `.joblib`,
+`.pkl.gz`, zip-pickles, object arrays) or by a pickle's name (`.pt`, `.bin`, ...): only safetensors go up, and a
+pickle may only hold one plain tensor, such as the course's noise/*.pt inputs, checked by loading it with
+weights_only=True; a symbolic link that leads out of the folder (it would upload a file from elsewhere); and a
+folder whose code copies differ from this package's source (`python -m pipelines.hub.remote_code` refreshes
+them). Hidden files (the project's bookkeeping: `.written-by-guided-diffusion-da`, `.training_run.json`) and
+training checkpoints (checkpoint-*/, checkpoints/: optimizer state, not the model) stay local.
 `--dry_run` lists exactly the files that would go up and needs no network. The local folder is never changed.
 """
 
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import torch
@@ -22,9 +26,10 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import validate_repo_id
 
 from pipelines.command_line import resolve_pretrained, run_command
+from pipelines.hub.pickle_sniffer import pickle_inside
 from pipelines.hub.remote_code import stale_code
 
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 
 
 def _stays_local(relative: Path) -> bool:
@@ -45,16 +50,15 @@ def files_to_upload(folder: str | Path) -> list[str]:
     card = ModelCard.load(readme)
     if not card.data.to_dict():
         raise ValueError(f"{readme} has no metadata block (---\\nlibrary_name: ...\\n---): not a model card")
-    files = sorted(
-        path.relative_to(folder)
-        for path in folder.rglob("*")
-        if path.is_file() and not _stays_local(path.relative_to(folder))
-    )
+    files = _files_inside(folder)
     pickled = [
-        str(path) for path in files if path.suffix.lower() in PICKLE_SUFFIXES and not _is_one_tensor(folder / path)
+        f"{path}: {why}" for path in files if (why := _pickled(folder / path)) and not _is_one_tensor(folder / path)
     ]
     if pickled:
-        raise ValueError(f"{folder} holds pickled weights ({', '.join(pickled[:5])}): save them as safetensors")
+        raise ValueError(
+            f"{folder} holds pickled weights or data ({'; '.join(pickled[:5])}): a pickle runs code when loaded; "
+            "save them as safetensors"
+        )
     stale = stale_code(folder)
     if stale:
         raise ValueError(
@@ -64,10 +68,46 @@ def files_to_upload(folder: str | Path) -> list[str]:
     return [path.as_posix() for path in files]
 
 
+def _files_inside(folder: Path) -> list[Path]:
+    """The regular files that go up (relative, sorted); a symbolic link that leaves `folder`, and an entry that is
+    no file or folder (a FIFO, a link to nothing), are refused rather than skipped."""
+    inside = folder.resolve()
+    files, leaving, irregular = [], [], []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if _stays_local(relative):
+            continue
+        if path.is_symlink() and inside not in path.resolve().parents:
+            leaving.append(f"{relative} -> {path.resolve()}")
+        elif path.is_file():
+            files.append(relative)
+        elif not path.is_dir():
+            irregular.append(str(relative))
+    if leaving:
+        raise ValueError(
+            f"{folder} holds links to files outside it ({', '.join(leaving[:5])}): copy what should go up into the "
+            "folder, or remove the links"
+        )
+    if irregular:
+        raise ValueError(f"{folder} holds entries that are not regular files ({', '.join(irregular[:5])})")
+    return sorted(files)
+
+
+def _pickled(path: Path) -> str | None:
+    """Why the file counts as a pickle (its bytes, or its name), or None."""
+    found = pickle_inside(path)
+    if found:
+        return found
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    return "named like a pickle" if any(suffix in PICKLE_SUFFIXES for suffix in suffixes) else None
+
+
 def _is_one_tensor(path: Path) -> bool:
     """A pickle file that is data (one tensor, e.g. a DDIM start noise), not weights or arbitrary objects."""
     try:
-        return isinstance(torch.load(path, map_location="cpu", weights_only=True), torch.Tensor)
+        with warnings.catch_warnings():  # torch warns about pickle protocols it reads; the verdict is all we need
+            warnings.simplefilter("ignore")
+            return isinstance(torch.load(path, map_location="cpu", weights_only=True), torch.Tensor)
     except Exception:  # noqa: BLE001 - anything weights_only cannot read is an unsafe pickle: refused
         return False
 

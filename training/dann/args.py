@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from adapters import DIGIT_DATASETS
+from pipelines.command_line import check_seed
 from pipelines.dann.modeling_dann import ARCHITECTURES, INPUT_NORMALIZATIONS
 from training.dann.methods import MODES
 
@@ -163,6 +164,7 @@ def parse_args(argv=None):
 
 def check_args(parser: argparse.ArgumentParser, args) -> None:
     """Every bad value is refused here, before any data is read, by a message that names its flag."""
+    check_seed(args.seed)
     for flag, value, allowed in (
         ("mode", args.mode, MODES),
         ("architecture", args.architecture, ARCHITECTURES),

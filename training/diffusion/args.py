@@ -13,6 +13,8 @@ from pathlib import Path
 
 from diffusers import DDPMScheduler, UNet2DModel
 
+from pipelines.command_line import check_seed
+
 EMBEDDED_DIGITS = Path(__file__).resolve().parents[2] / "hub_cards" / "mnistm-mini" / "data"
 
 # The defaults that differ between the two scripts: flag -> (train_cfg.py, train_ddpm.py). train_cfg.py's UNet has
@@ -175,6 +177,7 @@ def check_training_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--block_out_channels {args.block_out_channels} must be multiples of --norm_num_groups")
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. user/cfg-mnistm)")
+    check_seed(args.seed)
 
 
 def build_unet(args: argparse.Namespace, channels: int, num_class_embeds: int | None = None) -> UNet2DModel:

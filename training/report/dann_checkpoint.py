@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
 from adapters import to_model_range
+from adapters.folders import check_output_file, write_text_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from pipelines.dann.modeling_dann import DANNModel
+from pipelines.model_folders import check_transformers_folder
 from training.dann.args import parse_args as parse_train_args
 from training.dann.data import augment_with_flags, load_splits
 from training.dann.evaluation import (
@@ -46,8 +47,9 @@ def parse_args(argv=None):
 def main(args) -> dict:
     train = args.train
     args.pretrained = resolve_pretrained(args.pretrained, hub=False)
-    if not Path(args.pretrained, "config.json").exists():
-        raise FileNotFoundError(f"{args.pretrained} has no config.json: not a folder written by save_pretrained")
+    check_transformers_folder(args.pretrained, DANNModel)
+    if args.output_json:
+        check_output_file(args.output_json, "--output_json")
     model = DANNModel.from_pretrained(args.pretrained).eval()
     source = load_splits(train.source, train.source_dir)
     target = load_splits(train.target, train.target_dir)
@@ -73,9 +75,13 @@ def main(args) -> dict:
         nearest = eval_logits(model, images, 1024)
         result["target_val_accuracy_nearest_resize"] = (nearest.argmax(1) == labels).float().mean().item()
     if args.output_json:
-        Path(args.output_json).write_text(json.dumps(result, indent=2))
+        write_text_atomically(args.output_json, json.dumps(result, indent=2))
     return result
 
 
+def cli(argv=None) -> None:
+    print(json.dumps(run_command(main, parse_args, argv), indent=2))
+
+
 if __name__ == "__main__":
-    print(json.dumps(run_command(main, parse_args), indent=2))
+    cli()

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 import hub_cards
-from adapters.folders import write_folder_atomically, write_text_atomically
+from adapters.folders import check_folder_location, write_folder_atomically, write_text_atomically
 from pipelines.command_line import resolve_pretrained, run_command
 from training.report.markdown import write_report
 
@@ -97,13 +97,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    check_folder_location(args.output_dir, "--output_dir")  # stages fill it in place, run after run
     if args.profile == "full" and args.mnistm is None:
         parser.error("--profile full trains on the full data: pass --mnistm (and --usps) paths or Hub ids")
-    # Later stages read these models; a mistyped folder fails now, not after an hour of earlier stages.
+    # Later stages read these models; a mistyped or damaged folder fails now, not after an hour of earlier stages.
+    from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
+    from pipelines.model_folders import check_pipeline_folder, check_transformers_folder, check_unet_folder
+
     if args.cfg_train_args is None:
         args.cfg_pretrained = resolve_pretrained(args.cfg_pretrained, "--cfg_pretrained", hub=False)
+        check_pipeline_folder(args.cfg_pretrained, "ConditionalDDPMPipeline", "--cfg_pretrained")
     args.classifier = resolve_pretrained(args.classifier, "--classifier", hub=False)
+    check_transformers_folder(args.classifier, DigitClassifier, "--classifier")
     args.faces_pretrained = resolve_pretrained(args.faces_pretrained, "--faces_pretrained")
+    check_unet_folder(args.faces_pretrained, "--faces_pretrained")
     args.noise_dir = args.noise_dir or str(Path(args.faces_pretrained) / "noise")
     args.gt_dir = args.gt_dir or str(Path(args.faces_pretrained) / "GT")
     return args
