@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.faces import face_mse, load_face_noises, save_face_noises
+from adapters.faces import check_noise, face_mse, load_face_noises, save_face_noises
 from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import check_seed, resolve_pretrained, run_command
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
@@ -136,11 +136,14 @@ def check_room_for_noises(args, output_dir: Path) -> None:
 
 def sample(args) -> list:
     """Writes OUT/NN.png for each NOISE_DIR/NN.pt, all or nothing; returns the written paths."""
+    noises = load_face_noises(args.noise_dir)  # a bad noise file is refused before the model loads
     pipe = DDIMFromNoisePipeline.from_pretrained(args.pretrained, preset=args.preset).to(args.device)
     pipe.set_progress_bar_config(disable=True)
     size = pipe.unet.config.sample_size
     height, width = (size, size) if isinstance(size, int) else size
-    noises = load_face_noises(args.noise_dir, shape=(pipe.unet.config.in_channels, height, width))
+    expected = (pipe.unet.config.in_channels, height, width)
+    first = next(iter(noises))
+    check_noise(noises[first], str(Path(args.noise_dir) / f"{first}.pt"), expected)  # they all share one shape
     names = list(noises)
 
     def write_images(staging: Path) -> None:
