@@ -268,6 +268,8 @@ def write_folder_atomically(output_dir: os.PathLike, write: Callable[[Path], obj
     try:
         result = write(staging)
         _write_marker(staging)
+        # mkdtemp made it 0700: give it the mode the folder had, or the one mkdir would have given a new folder.
+        os.chmod(staging, output_dir.stat().st_mode & 0o7777 if output_dir.is_dir() else 0o777 & ~_umask())
         if output_dir.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-retired-", dir=output_dir.parent))
             os.replace(output_dir, retired / output_dir.name)

@@ -216,3 +216,11 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_written_folder_gets_the_usual_mode_or_keeps_its_own(tmp_path):
+    write_folder_atomically(tmp_path / "new", lambda staging: (staging / "a").write_text("a"))
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o777 & ~_current_umask()  # not mkdtemp's 0700
+    (tmp_path / "new").chmod(0o750)
+    write_folder_atomically(tmp_path / "new", lambda staging: (staging / "b").write_text("b"))
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o750

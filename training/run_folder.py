@@ -136,7 +136,6 @@ def publish(output_dir: Path, write_export: Callable[[Path], None]) -> None:
     is hard-linked into the staging folder, so the originals stay intact until the rename and nothing is lost.
     """
     output_dir = Path(output_dir)
-    mode = output_dir.stat().st_mode & 0o7777 if output_dir.is_dir() else None
 
     def write(staging: Path) -> None:
         write_export(staging)
@@ -144,11 +143,5 @@ def publish(output_dir: Path, write_export: Callable[[Path], None]) -> None:
         for entry in sorted(output_dir.iterdir()) if output_dir.is_dir() else []:
             if entry.name not in exported:
                 _carry(entry, staging / entry.name)
-        if mode is not None:
-            os.chmod(staging, mode)  # the folder keeps its permissions
-        else:  # mkdtemp's 0700 would hide a new folder from the other users of the machine
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(staging, 0o777 & ~umask)
 
     write_folder_atomically(output_dir, write, replace_unmarked=True)  # `write` carries every other entry over
