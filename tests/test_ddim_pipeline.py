@@ -371,3 +371,27 @@ def test_bad_arguments_are_clear_errors():
         pipe(noise, eta=0.5, num_inference_steps=2, generator=[torch.Generator()])
     with pytest.raises(ValueError, match=r"callback_on_step_end_tensor_inputs \['sample'\]"):
         pipe(noise, num_inference_steps=2, callback_on_step_end=dict, callback_on_step_end_tensor_inputs=["sample"])
+
+
+@pytest.mark.parametrize("replayed_at_step", [1, 2])
+def test_step_noise_that_replays_the_initial_noise_is_refused(replayed_at_step):
+    """A step generator seeded like the initial noise would add x_T to itself (the eta grid's noisy rows)."""
+    pipe = make_pipe()
+    seeded = torch.Generator().manual_seed(0)
+    draws = [torch.randn(2, 3, 8, 8, generator=seeded) for _ in range(replayed_at_step)]
+    noise = draws[-1]
+    with pytest.raises(ValueError, match=f"noise for step {replayed_at_step} repeats the initial noise of image 0"):
+        pipe(noise, eta=0.3, num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+    # one generator per image, seeded like the noise of image 1 only
+    single = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    other = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
+    generators = [torch.Generator().manual_seed(9), torch.Generator().manual_seed(5)]
+    with pytest.raises(ValueError, match="image 1"):
+        pipe(torch.cat([other, single]), eta=0.5, num_inference_steps=3, generator=generators)
+    # eta = 0 draws nothing, and an independent generator is fine; neither changes what the call draws
+    pipe(noise, eta=0.0, num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+    from pipelines.seeds import step_noise_generator
+
+    first = pipe(noise, eta=0.3, num_inference_steps=4, generator=step_noise_generator(0), output_type="pt")
+    again = pipe(noise, eta=0.3, num_inference_steps=4, generator=step_noise_generator(0), output_type="pt")
+    assert torch.equal(first.images, again.images)

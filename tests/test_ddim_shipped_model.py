@@ -59,3 +59,41 @@ def test_ground_truth_matches_an_independent_implementation(tmp_path):
         (tmp_path / "gt" / f"{name}.png").write_bytes((SHIPPED / "GT" / f"{name}.png").read_bytes())
     scores = face_mse(tmp_path, tmp_path / "gt")
     assert max(scores.values()) < 0.5, scores
+
+
+# The eta grid's small-eta rows, where the sampler's own noise matters most: the cells of eta 0.1-0.3 from the
+# noises 00-03 with the figures command's generator. Roughness is the mean absolute difference of neighbouring
+# pixels; the 100 LFW training faces reach at most 0.082, the noisy cells of a broken grid 0.10-0.13.
+SMALL_ETAS = (0.1, 0.2, 0.3)
+ROUGHEST_TRAINING_FACE = 0.082
+
+
+def small_eta_cells(seed: int = 0) -> torch.Tensor:
+    from pipelines.ddim_from_noise.figures import GRID_NOISES
+    from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+    from pipelines.seeds import step_noise_generator
+
+    pipe = DDIMFromNoisePipeline.from_pretrained(str(SHIPPED), preset="course")
+    pipe.set_progress_bar_config(disable=True)
+    noises = load_face_noises(SHIPPED / "noise")
+    grid = torch.stack([noises[name] for name in GRID_NOISES])
+    images = [
+        pipe(grid, eta=eta, num_inference_steps=50, generator=step_noise_generator(seed), output_type="pt").images
+        for eta in SMALL_ETAS
+    ]
+    return torch.cat(images)
+
+
+def test_small_eta_cells_of_the_eta_grid_are_clean():
+    from benchmarks.gpu_suite.face_count import roughness
+
+    assert roughness(small_eta_cells()).max() <= ROUGHEST_TRAINING_FACE
+
+
+def test_small_eta_cells_of_the_eta_grid_are_faces(shared_data):
+    from benchmarks.gpu_suite.face_count import count_faces
+    from training.train_ddpm import load_training_images
+
+    training = load_training_images(shared_data / "lfw_faces", 32, 1).float() / 255
+    report = count_faces(small_eta_cells(), training)
+    assert report["faces"] == report["total"] == 4 * len(SMALL_ETAS), report

@@ -12,6 +12,7 @@ from adapters.faces import load_face_noises
 from benchmarks.gpu_suite.face_count import count_faces
 from pipelines.ddim_from_noise import figures
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+from pipelines.seeds import step_noise_generator
 from training import train_dann, train_ddpm
 
 MODES = ("source_only", "dann", "target_only")
@@ -123,7 +124,7 @@ def eta_grid_faces(ctx, model_dir: Path, training: torch.Tensor) -> dict:
             eta=eta,
             num_inference_steps=ctx.sizes.face_ddim_steps,
             output_type="pt",
-            generator=torch.Generator(ctx.device).manual_seed(ctx.seed),
+            generator=step_noise_generator(ctx.seed, device=ctx.device),
         ).images
         for eta in figures.ETAS
     ]

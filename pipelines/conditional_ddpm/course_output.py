@@ -32,6 +32,7 @@ from pipelines.command_line import check_seed, resolve_pretrained, run_command
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, make_scheduler
 from pipelines.model_folders import check_pipeline_folder, read_json_object
+from pipelines.seeds import step_noise_generator
 
 # The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
 MAX_IMAGES_PER_DIGIT = 100_000
@@ -154,7 +155,7 @@ def main(args: argparse.Namespace) -> list[Path]:
         for start in tqdm(range(0, len(jobs), args.batch_size), desc=f"batches of {args.batch_size}"):
             batch = jobs[start : start + args.batch_size]
             # step noise (ddpm only): one generator per batch, on the device so that no step waits on the host
-            step_generator = torch.Generator(pipe.device).manual_seed(image_seed(args.seed, *batch[0]))
+            step_generator = step_noise_generator(image_seed(args.seed, *batch[0]), device=pipe.device)
             images = pipe(
                 digit=[digit for digit, _ in batch],
                 guidance=args.guidance,

@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -363,11 +363,17 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             )
 
         unet = self.unet
+        # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
+        step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": generator} if step_accepts_generator else {}
         if latents is None:
             shape = (len(labels), *self.sample_shape())
             latents = randn_tensor(shape, generator=generator, device=device, dtype=unet.dtype)
         else:
             latents = latents.to(device=device, dtype=unet.dtype)
+            # DDIM here has eta = 0 and draws nothing; the ancestral samplers (DDPM, LCM, ...) draw at every step
+            if step_accepts_generator and not isinstance(self.scheduler, DDIMScheduler):
+                _refuse_replayed_noise(latents, generator, len(timesteps))
         # 1.0 for DDPM, DDIM and the multistep solvers; Euler-type schedulers start from a wider noise
         latents = latents * self.scheduler.init_noise_sigma
         class_labels = torch.tensor(labels, device=device)
@@ -377,9 +383,6 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if int(timesteps[0]) + 1 in capture:
             intermediates[int(timesteps[0]) + 1] = self._to_output(latents, output_type)
 
-        # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
-        step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
-        step_kwargs = {"generator": generator} if step_accepts_generator else {}
         for i, timestep in enumerate(self.progress_bar(timesteps)):
             # 1. predict noise; conditional and null branches share one batched forward
             guided = self.do_classifier_free_guidance
@@ -407,6 +410,31 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if not return_dict:
             return images, labels, intermediates
         return ConditionalDDPMPipelineOutput(images=images, labels=labels, intermediates=intermediates)
+
+
+def _refuse_replayed_noise(initial: torch.Tensor, generator, draws: int) -> None:
+    """Refuse a step-noise `generator` whose next `draws` draws of x_T's shape would give x_T itself again.
+
+    Initial noises usually come from a seeded generator too; a step generator seeded with the same number draws
+    the same numbers, and the step then adds x_T to itself instead of independent noise, which leaves noise in
+    the image. The check draws from copies of the generators, so the call's own draws are unchanged.
+    (The same function is in both pipeline files, because each file ships alone to the Hub.)
+    """
+    if generator is None or draws < 1:
+        return
+    generators = generator if isinstance(generator, list) else [generator]
+    copies = [torch.Generator(device=g.device).set_state(g.get_state()) for g in generators]
+    peek = copies if isinstance(generator, list) else copies[0]
+    for step in range(draws):
+        z = randn_tensor(initial.shape, generator=peek, device=initial.device, dtype=initial.dtype)
+        replayed = ((z - initial).abs() <= 1e-3 * (1 + initial.abs())).flatten(1).all(dim=1)
+        if replayed.any():
+            image = int(replayed.nonzero()[0, 0])
+            raise ValueError(
+                f"the generator's noise for step {step + 1} repeats the initial noise of image {image}: both were "
+                "drawn from the same seed, so the step would add x_T to itself instead of fresh noise. Seed the "
+                "step generator differently from the initial noise"
+            )
 
 
 def _is_finite_number(value) -> bool:

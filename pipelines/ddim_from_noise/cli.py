@@ -25,6 +25,7 @@ from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import check_seed, resolve_pretrained, run_command
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 from pipelines.model_folders import check_unet_folder
+from pipelines.seeds import step_noise_generator
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: int = 50) -> None:
@@ -72,7 +73,9 @@ def parse_sample_args(argv):
     )
     add_model_arguments(parser)
     parser.add_argument("--eta", type=float, default=0.0, help="0: deterministic DDIM, 1: DDPM variance")
-    parser.add_argument("--seed", type=int, default=0, help="image i draws its eta > 0 noise from seed + i")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="image i draws its eta > 0 noise from step_noise_seed(seed, i)"
+    )
     parser.add_argument("--batch_size", type=int, default=10)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -150,7 +153,7 @@ def sample(args) -> list:
         for start in range(0, len(names), args.batch_size):
             batch = names[start : start + args.batch_size]
             # One generator per image: an image's result does not depend on the batch it lands in.
-            generators = [torch.Generator(args.device).manual_seed(args.seed + names.index(n)) for n in batch]
+            generators = [step_noise_generator(args.seed, names.index(n), device=args.device) for n in batch]
             images = pipe(
                 [noises[n] for n in batch],
                 eta=args.eta,

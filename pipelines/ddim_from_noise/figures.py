@@ -24,6 +24,7 @@ from pipelines.command_line import run_command
 from pipelines.ddim_from_noise.cli import add_model_arguments, check_model_arguments
 from pipelines.ddim_from_noise.interpolation import lerp, slerp
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+from pipelines.seeds import step_noise_generator
 
 ETAS = [round(0.1 * i, 1) for i in range(10)]
 ALPHAS = [round(0.1 * i, 1) for i in range(11)]
@@ -74,7 +75,7 @@ def main(args) -> list:
     about = f"{pipe.preset_name} preset, {steps} steps"
 
     def generate(noise, eta, seed):
-        generator = torch.Generator(args.device).manual_seed(seed)
+        generator = step_noise_generator(seed, device=args.device)
         return pipe(noise, eta=eta, num_inference_steps=steps, generator=generator).images
 
     def write_figures(folder: Path) -> list[str]:

@@ -21,6 +21,7 @@ from pipelines.conditional_ddpm.course_output import image_seed, starting_noise
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS
 from pipelines.conditional_ddpm.schedulers import SCHEDULERS, default_steps
 from pipelines.demo.models import DemoModels
+from pipelines.seeds import step_noise_generator
 
 # A page request is at most the report's 10x10 grid; more belongs to the course-output command.
 MAX_IMAGES_PER_DIGIT = 10
@@ -156,7 +157,7 @@ def generate_rows(
             guidance=request.guidance,
             num_inference_steps=request.steps,
             latents=starting_noise(jobs, request.seed, shape),
-            generator=torch.Generator().manual_seed(image_seed(request.seed, digit, 1)),
+            generator=step_noise_generator(image_seed(request.seed, digit, 1)),
             callback_on_step_end=_step_callback(progress, row * request.steps, total, f"digit {digit}"),
         )
         images += out.images
@@ -191,7 +192,7 @@ def reverse_process(
         guidance=request.guidance,
         num_inference_steps=request.steps,
         latents=starting_noise([(digit, 1)], request.seed, pipe.sample_shape()),
-        generator=torch.Generator().manual_seed(image_seed(request.seed, digit, 1)),
+        generator=step_noise_generator(image_seed(request.seed, digit, 1)),
         capture_timesteps=frames,
         callback_on_step_end=_step_callback(progress, 0, request.steps, f"digit {digit}"),
     )

@@ -19,6 +19,7 @@ from pipelines.ddim_from_noise.figures import ETAS, save_grid
 from pipelines.ddim_from_noise.interpolation import lerp, slerp
 from pipelines.demo.digits import Progress, whole_number
 from pipelines.demo.models import DemoModels
+from pipelines.seeds import step_noise_generator
 
 INTERPOLATIONS = {"slerp": slerp, "lerp": lerp}
 MAX_UPLOADED_NOISES = 10
@@ -90,7 +91,7 @@ def ddim_pair(
     mixed = INTERPOLATIONS[interpolation](noise_a, noise_b, alpha)
     pipe = models.face_pipeline()
     batch = torch.stack([noise_a, mixed, noise_b])
-    generators = [torch.Generator().manual_seed(seed) for _ in range(len(batch))]
+    generators = [step_noise_generator(seed) for _ in range(len(batch))]
     images = pipe(batch, eta=eta, num_inference_steps=steps, generator=generators).images
     labels = [f"{name_a}.pt", f"{interpolation} alpha = {alpha:g}", f"{name_b}.pt"]
     return [
@@ -120,7 +121,7 @@ def eta_grid(
     for i, eta in enumerate(ETAS):
         if progress is not None:
             progress(i, len(ETAS), f"eta = {eta}")
-        generator = torch.Generator().manual_seed(seed)
+        generator = step_noise_generator(seed)
         rows.append(pipe(batch, eta=eta, num_inference_steps=steps, generator=generator).images)
         yield grid_figure(rows, names, steps)
 
