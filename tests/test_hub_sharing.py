@@ -88,7 +88,7 @@ def test_diffusion_folders_sample_the_same_images_with_only_diffusers(tmp_path):
         code += "assert type(pipe).__module__.startswith('diffusers_modules'), type(pipe).__module__\n"
     code += """
 noise = torch.load(f"{folder}/noise/00.pt", weights_only=True)
-generator = torch.Generator().manual_seed(0)
+generator = torch.Generator().manual_seed(1)  # not 0: 00.pt is the first draw of seed 0
 out["faces-eta"] = pipe(noise, eta=0.5, num_inference_steps=5, generator=generator, output_type="np").images
 np.savez("images.npz", **out)
 """
@@ -109,7 +109,7 @@ np.savez("images.npz", **out)
     noise = torch.load(faces / "noise" / "00.pt", weights_only=True)
     # the folder's ground truth (the project's command's output, tests/test_ddim_shipped_model.py), exactly
     assert np.array_equal(library["ddpm-lfw-faces"][0], np.asarray(Image.open(faces / "GT" / "00.png")))
-    eta = pipe(noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(0), output_type="np")
+    eta = pipe(noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(1), output_type="np")
     assert np.array_equal(eta.images, library["faces-eta"])
 
 

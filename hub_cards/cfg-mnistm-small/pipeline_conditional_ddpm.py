@@ -27,6 +27,12 @@ takes either spelling (not both). w = 0 (s = 1) is the plain conditional model a
 w > 0 runs the conditional and the null-class inputs as one batch of twice the size. As in diffusers, a step-end
 callback may change `pipe._guidance_scale`; the next step uses the new value.
 
+Distilled students. A folder made by `training/train_distill.py` holds a student that has the guidance built
+in (Meng et al., 2023) and maps a noisy image straight to its end point (a consistency model sampled with
+diffusers' `LCMScheduler`). Its `model_index.json` records `distilled_guidance` (the w it was distilled at: one
+UNet forward per step, no null branch; another w is refused) and `default_inference_steps` (the steps
+`pipe(digit=3)` takes when none are given).
+
 Null class. The UNet is a `UNet2DModel` with `num_class_embeds = 11`; labels 0-9 are digits and the
 "no label" id used for the unconditional branch (label dropout during training) is stored in the
 pipeline's config as `null_class_id` (model_index.json), so no magic number lives in the code.
@@ -58,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -72,7 +78,8 @@ OTHER_DEFAULT_STEPS = 50
 
 
 def default_inference_steps(scheduler: SchedulerMixin) -> int:
-    """The number of inference steps `__call__` uses for `scheduler` when `num_inference_steps` is None."""
+    """The number of inference steps `__call__` uses for `scheduler` when `num_inference_steps` is None (and the
+    pipeline stores no `default_inference_steps` of its own)."""
     trained_steps = scheduler.config.num_train_timesteps
     if isinstance(scheduler, DDPMScheduler):
         return trained_steps
@@ -100,12 +107,24 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             Any diffusers scheduler that predicts from epsilon (DDPM, DDIM, DPM-Solver++, UniPC, Euler, ...).
         null_class_id (`int`, *optional*, defaults to 10):
             The class embedding index of "no label", stored in `model_index.json`.
+        distilled_guidance (`float`, *optional*):
+            For a guidance-distilled student: the w built into it. Each step is then one forward of the plain
+            conditional input, and a call asking for another w is refused.
+        default_inference_steps (`int`, *optional*):
+            The steps a call without `num_inference_steps` takes (else `default_inference_steps(scheduler)`).
     """
 
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, null_class_id: int = NUM_DIGITS):
+    def __init__(
+        self,
+        unet: UNet2DModel,
+        scheduler: SchedulerMixin,
+        null_class_id: int = NUM_DIGITS,
+        distilled_guidance: float | None = None,
+        default_inference_steps: int | None = None,
+    ):
         super().__init__()
         num_class_embeds = unet.config.num_class_embeds
         if num_class_embeds is None or not 0 <= null_class_id < num_class_embeds:
@@ -113,8 +132,17 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 f"null_class_id={null_class_id} must be a class embedding of the UNet "
                 f"(num_class_embeds={num_class_embeds})"
             )
+        if distilled_guidance is not None and not (_is_finite_number(distilled_guidance) and distilled_guidance >= 0):
+            raise ValueError(f"distilled_guidance must be a finite w >= 0 or None, got {distilled_guidance!r}")
+        steps = default_inference_steps
+        if steps is not None and not (_is_int(steps) and steps >= 1):
+            raise ValueError(f"default_inference_steps must be an int >= 1 or None, got {default_inference_steps!r}")
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(null_class_id=null_class_id)
+        self.register_to_config(
+            null_class_id=null_class_id,
+            distilled_guidance=distilled_guidance,
+            default_inference_steps=default_inference_steps,
+        )
 
     @classmethod
     def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
@@ -154,8 +182,11 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
 
     @property
     def do_classifier_free_guidance(self) -> bool:
-        """Whether the step runs the null-class branch too: s > 1, i.e. w > 0."""
-        return self._guidance_scale > 1
+        """Whether the step runs the null-class branch too: s > 1, i.e. w > 0, unless the guidance is distilled."""
+        return self._guidance_scale > 1 and self.config.get("distilled_guidance") is None
+
+    def _default_steps(self) -> int:
+        return self.config.get("default_inference_steps") or default_inference_steps(self.scheduler)
 
     @property
     def num_timesteps(self) -> int:
@@ -203,13 +234,23 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 raise ValueError(f"guidance w must be >= 0 (eps = (1+w)*eps(c) - w*eps(null)), got {guidance}")
         if not _is_int(num_images_per_digit) or num_images_per_digit < 1:
             raise ValueError(f"num_images_per_digit must be an int >= 1, got {num_images_per_digit!r}")
-        trained_steps = self.scheduler.config.num_train_timesteps
-        if num_inference_steps is not None and (
-            not _is_int(num_inference_steps) or not 1 <= num_inference_steps <= trained_steps
-        ):
+        distilled = self.config.get("distilled_guidance")
+        if distilled is not None:
+            asked = guidance_scale - 1 if guidance_scale is not None else guidance
+            if asked is not None and not math.isclose(asked, distilled, abs_tol=1e-9):
+                raise ValueError(
+                    f"this model was distilled with the guidance built in at w = {distilled:g}; it cannot sample at "
+                    f"w = {asked:g}. Leave guidance out, or use the teacher for other w"
+                )
+        # the most steps: every trained one, or for a consistency sampler the teacher steps it was distilled on
+        distilled_steps = self.scheduler.config.get("original_inference_steps")
+        most = distilled_steps or self.scheduler.config.num_train_timesteps
+        steps = num_inference_steps
+        if steps is not None and not (_is_int(steps) and 1 <= steps <= most):
+            which = "teacher steps it was distilled on" if distilled_steps else "steps the model was trained with"
             raise ValueError(
-                f"num_inference_steps must be an int between 1 and the {trained_steps} steps the model was "
-                f"trained with (or None for the scheduler's default), got {num_inference_steps!r}"
+                f"num_inference_steps must be an int between 1 and the {most} {which} "
+                f"(or None for the default), got {num_inference_steps!r}"
             )
         num_images = len(digits) * num_images_per_digit
         if latents is not None:
@@ -277,7 +318,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             num_images_per_digit (`int`, *optional*, defaults to 1):
                 Images drawn for each entry of `digit`.
             num_inference_steps (`int`, *optional*):
-                Denoising steps; None uses `default_inference_steps(self.scheduler)`: all trained steps for DDPM,
+                Denoising steps; None uses the folder's `default_inference_steps`, else
+                `default_inference_steps(self.scheduler)`: all trained steps for DDPM,
                 10 for DPM-Solver/UniPC, 50 otherwise.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
                 Makes sampling deterministic (same seed, same images): draws x_T unless `latents` is given, and the
@@ -337,11 +379,14 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             generator,
         )
         if guidance_scale is None:
-            guidance_scale = 1 + (DEFAULT_GUIDANCE if guidance is None else guidance)
+            built_in = self.config.get("distilled_guidance")
+            if guidance is None:
+                guidance = DEFAULT_GUIDANCE if built_in is None else built_in
+            guidance_scale = 1 + guidance
         self._guidance_scale = guidance_scale
         digits = _digit_list(digit)
         if num_inference_steps is None:  # not `or`: 0 is an error (check_inputs), not "the default"
-            num_inference_steps = default_inference_steps(self.scheduler)
+            num_inference_steps = self._default_steps()
         labels = [int(d) for d in digits for _ in range(num_images_per_digit)]
         device = self._execution_device
 
@@ -363,11 +408,17 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             )
 
         unet = self.unet
+        # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
+        step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
+        step_kwargs = {"generator": generator} if step_accepts_generator else {}
         if latents is None:
             shape = (len(labels), *self.sample_shape())
             latents = randn_tensor(shape, generator=generator, device=device, dtype=unet.dtype)
         else:
             latents = latents.to(device=device, dtype=unet.dtype)
+            # DDIM here has eta = 0 and draws nothing; the ancestral samplers (DDPM, LCM, ...) draw at every step
+            if step_accepts_generator and not isinstance(self.scheduler, DDIMScheduler):
+                _refuse_replayed_noise(latents, generator, len(timesteps))
         # 1.0 for DDPM, DDIM and the multistep solvers; Euler-type schedulers start from a wider noise
         latents = latents * self.scheduler.init_noise_sigma
         class_labels = torch.tensor(labels, device=device)
@@ -377,9 +428,6 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if int(timesteps[0]) + 1 in capture:
             intermediates[int(timesteps[0]) + 1] = self._to_output(latents, output_type)
 
-        # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
-        step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
-        step_kwargs = {"generator": generator} if step_accepts_generator else {}
         for i, timestep in enumerate(self.progress_bar(timesteps)):
             # 1. predict noise; conditional and null branches share one batched forward
             guided = self.do_classifier_free_guidance
@@ -407,6 +455,31 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if not return_dict:
             return images, labels, intermediates
         return ConditionalDDPMPipelineOutput(images=images, labels=labels, intermediates=intermediates)
+
+
+def _refuse_replayed_noise(initial: torch.Tensor, generator, draws: int) -> None:
+    """Refuse a step-noise `generator` whose next `draws` draws of x_T's shape would give x_T itself again.
+
+    Initial noises usually come from a seeded generator too; a step generator seeded with the same number draws
+    the same numbers, and the step then adds x_T to itself instead of independent noise, which leaves noise in
+    the image. The check draws from copies of the generators, so the call's own draws are unchanged.
+    (The same function is in both pipeline files, because each file ships alone to the Hub.)
+    """
+    if generator is None or draws < 1:
+        return
+    generators = generator if isinstance(generator, list) else [generator]
+    copies = [torch.Generator(device=g.device).set_state(g.get_state()) for g in generators]
+    peek = copies if isinstance(generator, list) else copies[0]
+    for step in range(draws):
+        z = randn_tensor(initial.shape, generator=peek, device=initial.device, dtype=initial.dtype)
+        replayed = ((z - initial).abs() <= 1e-3 * (1 + initial.abs())).flatten(1).all(dim=1)
+        if replayed.any():
+            image = int(replayed.nonzero()[0, 0])
+            raise ValueError(
+                f"the generator's noise for step {step + 1} repeats the initial noise of image {image}: both were "
+                "drawn from the same seed, so the step would add x_T to itself instead of fresh noise. Seed the "
+                "step generator differently from the initial noise"
+            )
 
 
 def _is_finite_number(value) -> bool:

@@ -52,6 +52,7 @@ import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils.torch_utils import randn_tensor
 
 # The same bound as adapters.faces.MAX_NOISE_MAGNITUDE, repeated because this file ships alone to the Hub: a standard
 # normal value beyond 100 sigma never occurs, so larger values are an image or a corrupt tensor (and ~1e19 overflows
@@ -376,6 +377,8 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         # timesteps stay on the CPU, like the scheduler's alpha table they index (as in DDIMPipeline)
         self.scheduler.set_timesteps(int(num_inference_steps))
         self._num_timesteps = len(self.scheduler.timesteps)
+        if eta > 0:  # every step draws z from `generator`
+            _refuse_replayed_noise(latents, generator, self._num_timesteps)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             # 1. predict the noise eps_theta(x_t, t)
             noise_pred = self.unet(latents, t).sample
@@ -416,6 +419,31 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             ):
                 return name
         return "custom"
+
+
+def _refuse_replayed_noise(initial: torch.Tensor, generator, draws: int) -> None:
+    """Refuse a step-noise `generator` whose next `draws` draws of x_T's shape would give x_T itself again.
+
+    Initial noises usually come from a seeded generator too; a step generator seeded with the same number draws
+    the same numbers, and the step then adds x_T to itself instead of independent noise, which leaves noise in
+    the image. The check draws from copies of the generators, so the call's own draws are unchanged.
+    (The same function is in both pipeline files, because each file ships alone to the Hub.)
+    """
+    if generator is None or draws < 1:
+        return
+    generators = generator if isinstance(generator, list) else [generator]
+    copies = [torch.Generator(device=g.device).set_state(g.get_state()) for g in generators]
+    peek = copies if isinstance(generator, list) else copies[0]
+    for step in range(draws):
+        z = randn_tensor(initial.shape, generator=peek, device=initial.device, dtype=initial.dtype)
+        replayed = ((z - initial).abs() <= 1e-3 * (1 + initial.abs())).flatten(1).all(dim=1)
+        if replayed.any():
+            image = int(replayed.nonzero()[0, 0])
+            raise ValueError(
+                f"the generator's noise for step {step + 1} repeats the initial noise of image {image}: both were "
+                "drawn from the same seed, so the step would add x_T to itself instead of fresh noise. Seed the "
+                "step generator differently from the initial noise"
+            )
 
 
 def _noise_list(noise) -> list:
