@@ -81,6 +81,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
 
 
+def within_digit_spread(features: np.ndarray, labels: list[int]) -> float:
+    """Mean over digits of the root mean squared distance of a digit's features to their mean: how varied the
+    images of one digit are (a sampler that collapses onto few styles scores low)."""
+    labels = np.asarray(labels)
+    spreads = [np.sqrt(((f - f.mean(axis=0)) ** 2).sum(axis=1).mean()) for f in (features[labels == d] for d in
+               np.unique(labels))]  # fmt: skip
+    return float(np.mean(spreads))
+
+
 def load_pipeline(kind: str, sampler: str, args) -> ConditionalDDPMPipeline:
     pipe = ConditionalDDPMPipeline.from_pretrained(resolve_pretrained(getattr(args, kind)))
     if sampler != "lcm":
@@ -112,8 +121,10 @@ def main(args) -> dict:
     classifier = DigitClassifier.from_pretrained(resolve_pretrained(args.classifier))
     real_images, _ = decode_digits(load_digits("mnistm", source=args.real_data, split="validation"), 28)
     real = pooled_features(classifier, real_images.float() / 127.5 - 1)
-    train_images, _ = decode_digits(load_digits("mnistm", source=args.real_data, split="train"), 28)
-    floor = frechet_distance(pooled_features(classifier, train_images[:1000].float() / 127.5 - 1), real)
+    train_images, train_labels = decode_digits(load_digits("mnistm", source=args.real_data, split="train"), 28)
+    train_features = pooled_features(classifier, train_images[:1000].float() / 127.5 - 1)
+    floor = frechet_distance(train_features, real)
+    real_spread = within_digit_spread(train_features, train_labels[:1000].tolist())
 
     labels = [d for d in range(NUM_DIGITS) for _ in range(args.images_per_digit)]
     noise = torch.randn((len(labels), 3, 28, 28), generator=torch.Generator().manual_seed(0))
@@ -123,13 +134,15 @@ def main(args) -> dict:
         images, seconds = sample(pipe, steps, labels, noise, args)
         guided = pipe.config.get("distilled_guidance") is None and args.guidance > 0
         accuracy = float((classifier.predict(images) == torch.tensor(labels)).float().mean())
+        features = pooled_features(classifier, images)
         rows.append(
             {
                 "model": Path(resolve_pretrained(getattr(args, kind))).name,
                 "sampler": f"{sampler} {steps}",
                 "forwards_per_digit": steps * (2 if guided else 1),
                 "accuracy": round(accuracy, 4),
-                "frechet_distance": round(frechet_distance(pooled_features(classifier, images), real), 2),
+                "frechet_distance": round(frechet_distance(features, real), 2),
+                "within_digit_spread": round(within_digit_spread(features, labels), 3),
                 "seconds_per_1000": round(seconds * 1000 / len(labels), 2),
             }
         )
@@ -139,9 +152,12 @@ def main(args) -> dict:
             f"{len(labels)} digits ({args.images_per_digit} of each, seed 0, the same noises for every row), w = "
             f"{args.guidance:g}, batches of {args.batch_size}, {args.threads} torch threads on {cpu_name()}; "
             f"Fréchet distance in the project classifier's feature space against all "
-            f"{len(real_images)} MNIST-M validation images (1000 real MNIST-M training images: {floor:.1f})."
+            f"{len(real_images)} MNIST-M validation images (1000 real MNIST-M training images: {floor:.1f}); "
+            f"within-digit spread: RMS distance of a digit's features to their mean, averaged over digits (real "
+            f"training images: {real_spread:.2f})."
         ),
         "real_floor": round(floor, 2),
+        "real_within_digit_spread": round(real_spread, 3),
         "rows": rows,
     }
     print(markdown_table(record))

@@ -66,12 +66,15 @@ def measurement_table(folder: Path) -> str:
 
 def markdown_table(record: dict) -> str:
     """The rows of a `benchmarks.bench_student` record as a markdown table."""
-    lines = ["| model | sampler | UNet forwards per digit | accuracy | Fréchet distance | CPU s / 1000 digits |"]
-    lines.append("|---|---|---|---|---|---|")
+    lines = [
+        "| model | sampler | UNet forwards per digit | accuracy | Fréchet distance | within-digit spread "
+        "| CPU s / 1000 digits |"
+    ]
+    lines.append("|---|---|---|---|---|---|---|")
     for row in record["rows"]:
         lines.append(
             f"| {row['model']} | {row['sampler']} | {row['forwards_per_digit']} | {row['accuracy']:.3f} | "
-            f"{row['frechet_distance']:.1f} | {row['seconds_per_1000']:.1f} |"
+            f"{row['frechet_distance']:.2f} | {row['within_digit_spread']:.2f} | {row['seconds_per_1000']:.1f} |"
         )
     return "\n".join(lines)
 
