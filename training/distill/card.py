@@ -50,7 +50,8 @@ the classifier-free guidance w = {guidance:g} built in: one UNet forward per ste
 - **Recipe**: {steps} steps of batch {batch}, AdamW lr {lr:g} (cosine), EMA {ema:g}; held-out loss
   {held_out_loss:.4f} at the end (mean squared error in [-1, 1] pixels).
 - **Command**: `accelerate launch training/train_distill.py {flags}`
-- **Time**: {seconds:.0f} s for teacher paths and training on {hardware}.
+- **Time**: {seconds:.0f} s on {hardware}, of which {paths_seconds:.0f} s made teacher paths (shards an earlier
+  run had made are reused, not counted).
 
 {measurements}
 """
@@ -106,6 +107,7 @@ def write_student_card(folder: Path, location: Path | None = None) -> Path:
         held_out_loss=last["held_out_loss"],
         flags=flags,
         seconds=summary["seconds"],
+        paths_seconds=summary.get("teacher_paths_seconds_this_run", 0.0),
         hardware=summary["hardware"],
         measurements=measurement_table(folder),
     )

@@ -167,10 +167,12 @@ def train_student(args):
         seed=args.seed,
     )
     num_shards = args.num_paths // args.shard_size
+    paths_start = time.perf_counter()
     if accelerator.is_main_process:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         write_run_record(args.output_dir, SCRIPT, identity, args)
         write_paths(teacher.to(device), settings, args.paths_dir, num_shards, args.teacher_batch_size)
+    paths_seconds = time.perf_counter() - paths_start  # 0-ish when an earlier run made every shard
     accelerator.wait_for_everyone()
     files = [args.paths_dir / f"paths-{i:04d}.safetensors" for i in range(num_shards)]
     train_paths, held_out = load_paths(files[:-1]), load_paths(files[-1:])
@@ -258,6 +260,7 @@ def train_student(args):
             "global_step": global_step,
             "stopped_by_time": stopped_by_time,
             "seconds": round(time.perf_counter() - start, 1),
+            "teacher_paths_seconds_this_run": round(paths_seconds, 1),
             "num_train_paths": len(train_paths["states"]),
             "num_held_out_paths": len(held_out["states"]),
             "solver_timesteps": train_paths["timesteps"].tolist(),
