@@ -97,3 +97,17 @@ def test_shards_of_other_settings_and_bad_flags_are_refused(tmp_path, teacher):
         with pytest.raises((ValueError, FileNotFoundError), match=message):
             train_distill.parse_args(flags(tmp_path, teacher, *bad))
     assert PathSettings("x", 2.0, 3, 10, 0) != PathSettings("x", 2.0, 3, 10, 1)
+
+
+def test_course_output_command_samples_a_student_and_refuses_other_guidance_or_sampler(tmp_path, teacher):
+    from pipelines.conditional_ddpm import course_output
+
+    train_distill.main(train_distill.parse_args(flags(tmp_path, teacher)))
+    student = str(tmp_path / "student")
+    common = ["--pretrained", student, "--output_dir", str(tmp_path / "digits"), "--images_per_digit", "2"]
+    with pytest.raises(ValueError, match="distilled with guidance w = 2 built in"):
+        course_output.parse_args([*common, "--guidance", "3"])
+    with pytest.raises(ValueError, match="samples with its own LCMScheduler, not --scheduler dpm"):
+        course_output.parse_args([*common, "--scheduler", "dpm"])
+    written = course_output.main(course_output.parse_args([*common, "--digits", "3", "7"]))
+    assert sorted(p.name for p in written) == ["3_001.png", "3_002.png", "7_001.png", "7_002.png"]

@@ -56,7 +56,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pretrained",
         default="cfg-mnistm",
-        help="a ConditionalDDPMPipeline folder, or a shipped model's name (cfg-mnistm, cfg-mnistm-small)",
+        help="a ConditionalDDPMPipeline folder, or a shipped model's name (cfg-mnistm, cfg-mnistm-small, "
+        "cfg-mnistm-fast: the distilled 2-step student)",
     )
     parser.add_argument("--guidance", type=float, default=2.0, help="w in eps = (1+w) eps(c) - w eps(null)")
 
@@ -72,14 +73,34 @@ def check_model_arguments(args: argparse.Namespace) -> None:
     if not (Path(args.pretrained) / "model_index.json").is_file():
         raise FileNotFoundError(
             f"--pretrained {args.pretrained} is not a pipeline folder (no model_index.json); "
-            "the shipped ones are cfg-mnistm and cfg-mnistm-small"
+            "the shipped ones are cfg-mnistm, cfg-mnistm-small and cfg-mnistm-fast"
         )
     check_pipeline_folder(args.pretrained, "ConditionalDDPMPipeline")
+    check_distilled_student_arguments(args)
     trained = read_json_object(Path(args.pretrained) / "scheduler" / "scheduler_config.json").get("num_train_timesteps")
     if args.num_inference_steps is not None and isinstance(trained, int) and args.num_inference_steps > trained:
         raise ValueError(
             f"--num_inference_steps must be at most the {trained} steps the model was trained with, "
             f"got {args.num_inference_steps}"
+        )
+
+
+def check_distilled_student_arguments(args: argparse.Namespace) -> None:
+    """A distilled student (train_distill.py) has its guidance built in and samples with its own LCMScheduler:
+    another w or another sampler would give wrong images, so both are refused before it loads."""
+    index = read_json_object(Path(args.pretrained) / "model_index.json")
+    built_in = index.get("distilled_guidance")
+    if built_in is None:
+        return
+    if not math.isclose(args.guidance, built_in):
+        raise ValueError(
+            f"--pretrained {args.pretrained} was distilled with guidance w = {built_in:g} built in; it cannot sample "
+            f"at --guidance {args.guidance:g} (use the teacher for other w)"
+        )
+    if getattr(args, "scheduler", None) is not None:
+        raise ValueError(
+            f"--pretrained {args.pretrained} is a distilled student: it samples with its own LCMScheduler, not "
+            f"--scheduler {args.scheduler}; leave --scheduler out"
         )
 
 
