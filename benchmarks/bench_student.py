@@ -3,14 +3,16 @@
     python -m benchmarks.bench_student --real_data ../shared/data/mnistm          # the README's table
     python -m benchmarks.bench_student ... --write_card hub_cards/cfg-mnistm-fast  # and the student's card
 
-Every run draws the same 1000 starting noises (100 of each digit, seed 0) and samples them in batches of
-`--batch_size` with `--threads` torch threads, one run after the other in this one process, so the seconds are
-comparable side by side. Only the pipeline calls are timed (after one warm-up call per run, which is not).
+Every run draws the same 1000 starting noises (100 of each digit, seed 0; the noise LCM adds between steps is
+seeded too) and samples them in batches of `--batch_size` with `--threads` torch threads, one run after the
+other in this one process, so the seconds are comparable side by side. Only the pipeline calls are timed
+(after one warm-up call per run, which is not).
 
 - accuracy: the project classifier (`mnistm-digit-classifier`) agrees with the asked digit;
 - Fréchet distance: between the classifier's pooled features of the 1000 samples and of real MNIST-M validation
-  images (all of them; a row "real MNIST-M train" gives the distance of 1000 real images, the floor at this
-  sample size).
+  images (all of them); the distance of 1000 real training images, the floor at this sample size, is in the
+  record's `about`;
+- within-digit spread: how varied the images of one digit are (real training images in the `about` too).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pipelines.command_line import resolve_pretrained
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
 from pipelines.conditional_ddpm.schedulers import make_scheduler
 from pipelines.digit_classifier import DigitClassifier
+from pipelines.seeds import step_noise_generator
 from training.distill.card import MEASUREMENTS, markdown_table, write_student_card
 
 DEFAULT_RUNS = ["teacher:dpm:6", "teacher:dpm:10", "student:lcm:1", "student:lcm:2", "student:lcm:4"]
@@ -109,7 +112,12 @@ def sample(pipe, steps: int, labels: list[int], noise: torch.Tensor, args) -> tu
         part = slice(start, start + args.batch_size)
         began = time.perf_counter()
         out = pipe(
-            digit=labels[part], guidance=guidance, num_inference_steps=steps, latents=noise[part], output_type="pt"
+            digit=labels[part],
+            guidance=guidance,
+            num_inference_steps=steps,
+            latents=noise[part],
+            generator=step_noise_generator(0, start),  # the noise LCM adds between steps: seeded, apart from x_T
+            output_type="pt",
         )
         seconds += time.perf_counter() - began
         images.append(out.images * 2 - 1)

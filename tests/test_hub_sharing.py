@@ -77,7 +77,7 @@ def test_diffusion_folders_sample_the_same_images_with_only_diffusers(tmp_path):
     # The cards' diffusers-only snippets, run as written (1 step for the digits); then the faces at eta 0.5.
     snippets = {
         name: diffusion_usage_snippets(str(HUB_CARDS / name), "ConditionalDDPMPipeline", 1)[1]
-        for name in ("cfg-mnistm", "cfg-mnistm-small")
+        for name in ("cfg-mnistm", "cfg-mnistm-small", "cfg-mnistm-fast")
     }
     snippets["ddpm-lfw-faces"] = diffusion_usage_snippets(str(faces), "DDIMFromNoisePipeline")[1]
     # same thread count as this process: float sums then run in the same order, so images match to the bit
@@ -95,7 +95,7 @@ np.savez("images.npz", **out)
     run_without_project(code, tmp_path)
     library = np.load(tmp_path / "images.npz")
 
-    for name in ("cfg-mnistm", "cfg-mnistm-small"):
+    for name in ("cfg-mnistm", "cfg-mnistm-small", "cfg-mnistm-fast"):
         pipe = ConditionalDDPMPipeline.from_pretrained(HUB_CARDS / name)  # no trust_remote_code needed
         pipe.set_progress_bar_config(disable=True)
         # the snippet's call: one 3 and one 7, w = 2, seed 0 (1 step here)

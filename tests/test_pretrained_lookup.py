@@ -13,7 +13,14 @@ from pipelines.conditional_ddpm import figures as cfg_figures
 from pipelines.ddim_from_noise import figures as ddim_figures
 from training.report import reproduce
 
-MODELS = ["cfg-mnistm", "cfg-mnistm-small", "dann-mnistm-usps", "ddpm-lfw-faces", "mnistm-digit-classifier"]
+MODELS = [
+    "cfg-mnistm",
+    "cfg-mnistm-fast",
+    "cfg-mnistm-small",
+    "dann-mnistm-usps",
+    "ddpm-lfw-faces",
+    "mnistm-digit-classifier",
+]
 
 
 @pytest.fixture
@@ -27,7 +34,7 @@ def test_shipped_names_are_the_folders_with_a_card():
     assert set(MODELS) | {"mnistm-mini", "usps-mini"} == set(hub_cards.names())
     for name in hub_cards.names():
         assert (hub_cards.path(name) / "README.md").is_file()
-    with pytest.raises(FileNotFoundError, match="no shipped folder 'cfg-mnist'; shipped: cfg-mnistm, cfg-mnistm-small"):
+    with pytest.raises(FileNotFoundError, match="shipped: cfg-mnistm, cfg-mnistm-fast, cfg-mnistm-small"):
         hub_cards.path("cfg-mnist")
     with pytest.raises(FileNotFoundError, match="no shipped folder '../training'"):
         hub_cards.path("../training")  # a folder beside the cards is not one of them
