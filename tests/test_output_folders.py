@@ -40,6 +40,9 @@ def _child(code: str, tmp_path: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a suite started under nohup passes SIGHUP on ignored, and the project rightly leaves an ignored signal
+        # alone; the child starts with the default disposition, as a command started from a terminal has
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
 
 
