@@ -18,7 +18,7 @@ def test_folder_is_small_and_records_teacher_guidance_and_steps():
     assert index["distilled_guidance"] == 2.0 and index["default_inference_steps"] >= 1
     summary = json.loads((FOLDER / "train_summary.json").read_text())
     teacher_weights = hub_cards.path("cfg-mnistm") / "unet" / "diffusion_pytorch_model.safetensors"
-    from training.distill.loop import file_sha256
+    from training.checkpoints import file_sha256
 
     assert summary["teacher_sha256"] == file_sha256(teacher_weights)  # distilled from the shipped teacher
     card = (FOLDER / "README.md").read_text()

@@ -134,7 +134,8 @@ def restore_generator_states(states: dict) -> None:
 # -- finding checkpoints ---------------------------------------------------------------------------------------------
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -173,7 +174,7 @@ def verify(path: Path, identity: dict, hashes: bool = True) -> dict:
                 f"checkpoint {path} is damaged: {name} has {size} bytes, its record says {expected['bytes']} "
                 "(truncated?); delete it or resume from another"
             )
-        if hashes and _sha256(file) != expected["sha256"]:
+        if hashes and file_sha256(file) != expected["sha256"]:
             raise ValueError(f"checkpoint {path} is damaged: {name} differs from its record (SHA-256)")
     return record
 
@@ -261,7 +262,9 @@ def save_checkpoint(
         record = {
             "step": step,
             "run": identity,
-            "files": {str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in files},
+            "files": {
+                str(p.relative_to(partial)): {"bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files
+            },
         }
         (partial / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
         for path in [*files, partial / MANIFEST]:

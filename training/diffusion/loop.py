@@ -256,10 +256,14 @@ def load_ema(ema: EMAModel, state: dict, unet, path: Path) -> None:
     ema.load_state_dict(state)
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or "CPU (machine)": what a card says the run ran on."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+
+
 def run_description(model: UNet2DModel, num_images: int, accelerator, args) -> dict:
     """What a card needs to know about the run beside its arguments: data size, model size, hardware."""
-    device = accelerator.device
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
+    hardware = device_name(accelerator.device)
     return {
         "num_images": num_images,
         "num_params": sum(p.numel() for p in model.parameters()),

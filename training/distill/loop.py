@@ -12,9 +12,7 @@ diffusion loop; checkpoints are training/checkpoints.py's (no pickle, written wh
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -29,8 +27,9 @@ from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from pipelines.conditional_ddpm.pipeline_conditional_ddpm import NUM_DIGITS, ConditionalDDPMPipeline
+from pipelines.conditional_ddpm.pipeline_conditional_ddpm import ConditionalDDPMPipeline
 from training.checkpoints import (
+    file_sha256,
     find_checkpoint,
     is_checkpoint_of,
     load_optimization_entries,
@@ -39,7 +38,7 @@ from training.checkpoints import (
     save_checkpoint,
 )
 from training.diffusion.export import training_args_json
-from training.diffusion.loop import load_ema
+from training.diffusion.loop import device_name, load_ema
 from training.diffusion.step import StepRandomness
 from training.distill.card import write_student_card
 from training.distill.samples import student_grid
@@ -76,14 +75,6 @@ OUTPUT_NAMES = (
 )
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def consistency_scheduler(teacher_scheduler_config, solver_steps: int) -> LCMScheduler:
     """LCMScheduler on the teacher's trained schedule whose timesteps for 1..solver_steps steps all lie on the
     teacher's trailing DPM-Solver grid (T - 1, T - 1 - T/n, ...), where the student was trained."""
@@ -103,10 +94,9 @@ def student_output(unet, scheduler: LCMScheduler, states, timesteps, labels) -> 
     eps = unet(states, timesteps, class_labels=labels).sample
     alphas = scheduler.alphas_cumprod.to(states.device)[timesteps].float().view(-1, 1, 1, 1)
     x0 = (states - (1 - alphas).sqrt() * eps) / alphas.sqrt()
-    scalings = [scheduler.get_scalings_for_boundary_condition_discrete(int(t)) for t in timesteps.tolist()]
-    c_skip = torch.tensor([s[0] for s in scalings], device=states.device).view(-1, 1, 1, 1)
-    c_out = torch.tensor([s[1] for s in scalings], device=states.device).view(-1, 1, 1, 1)
-    return c_skip * states + c_out * x0
+    # the same formula LCMScheduler.step evaluates for one t, here for the whole batch at once
+    c_skip, c_out = scheduler.get_scalings_for_boundary_condition_discrete(timesteps.double())
+    return c_skip.float().view(-1, 1, 1, 1) * states + c_out.float().view(-1, 1, 1, 1) * x0
 
 
 def load_paths(files: list[Path]) -> dict:
@@ -305,10 +295,3 @@ def validation_loss(accelerator, unet, ema, scheduler, batch, device) -> float:
     ema.restore(model.parameters())
     model.train()
     return total / targets.numel()
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.machine()})"
-
-
-__all__ = ["train_student", "FREE_FLAGS", "NUM_DIGITS"]
