@@ -2,15 +2,20 @@
 
 Everything is written into a hidden staging folder next to the destination and swapped in with renames,
 so a crash never pairs a new `config.json` with old weights, and a rerun never leaves stale files from an
-earlier, larger run beside the new ones.
+earlier, larger run beside the new ones. The finished folder holds its outputs and nothing else: what the project
+knows about it (that it wrote it, who is writing it now) is kept in the project's state folder
+(`adapters.ownership`), so a grader that reads every entry of the folder finds only outputs.
 
 The guarantees a user can rely on, and where each is kept:
 - `check_output_dir` (called before any work) refuses a non-empty folder without `--overwrite`, refuses to
-  replace a folder this project did not write (it carries no `MARKER`), and refuses an output folder that is,
-  holds or lies inside one of the command's inputs or the current folder.
-- It also takes a lock (`flock` on `.NAME.lock` beside the folder) held until the write ends, so a second run
-  into the same folder is refused while the first one runs instead of silently replacing its output; the
-  kernel drops the lock of a killed process, so a stale lock file never blocks anyone.
+  replace a folder holding anything this project did not write there (an entry missing from the folder's record,
+  or changed since), and refuses an output folder that is, holds or lies inside one of the command's inputs or
+  the current folder.
+- It also takes a lock (`flock` on a file of the state folder named after the folder's path) held until the write
+  ends, so a second run into the same folder is refused while the first one runs instead of silently replacing its
+  output; the kernel drops the lock of a killed process, so a stale lock never blocks anyone, and the next writer
+  removes the staging folder a killed run left beside the destination (or puts back the old output it had moved
+  aside).
 - SIGTERM and SIGHUP raise like Ctrl-C while a folder is being prepared, so the staging folder and the lock
   are cleaned up as they are for a Python exception.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import atexit
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -27,8 +33,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-MARKER = ".written-by-guided-diffusion-da"
-"""File inside every folder this project writes; `--overwrite` replaces only folders that carry it."""
+from adapters.ownership import foreign_entries, lock_path, record_written
 
 _held_locks: dict[Path, int] = {}
 
@@ -37,8 +42,9 @@ def _resolve(path: os.PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def is_project_folder(folder: os.PathLike) -> bool:
-    return (Path(folder) / MARKER).is_file()
+def _foreign_message(output_dir: Path, foreign: list[str]) -> str:
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    return f"{output_dir} holds {shown}, which this project did not write there"
 
 
 def _relation(output_dir: Path, other: Path) -> str | None:
@@ -102,10 +108,11 @@ def check_output_dir(
                 )
         if not overwrite:
             raise FileExistsError(f"{option} {output_dir} is not empty: choose another one or pass --overwrite")
-        if not is_project_folder(output_dir):
+        foreign = foreign_entries(output_dir)
+        if foreign:
             raise FileExistsError(
-                f"{option} {output_dir} holds files this project did not write (no {MARKER} in it), so --overwrite "
-                "will not replace it; choose another folder or empty it yourself"
+                f"{option} {_foreign_message(output_dir, foreign)}, so --overwrite will not replace it; choose "
+                "another folder or empty it yourself"
             )
     hold_output_lock(output_dir)
     return output_dir
@@ -129,29 +136,59 @@ def hold_output_lock(output_dir: os.PathLike) -> None:
     if output_dir in _held_locks:
         return
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = output_dir.parent / f".{output_dir.name}.lock"
+    path = lock_path(output_dir)
     while True:
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(descriptor, 32).decode(errors="replace").strip() or "unknown"
+            holder = _read_lock_note(descriptor).get("pid", "unknown")
             os.close(descriptor)
             raise FileExistsError(
                 f"output folder {output_dir} is being written by another run (pid {holder}); "
                 "wait for it to finish or choose another folder"
             ) from None
         try:  # a finishing holder may have removed the file between our open and our lock: lock the new one
-            same_file = os.fstat(descriptor).st_ino == os.stat(lock_path).st_ino
+            same_file = os.fstat(descriptor).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
             same_file = False
         if same_file:
             break
         os.close(descriptor)
-    os.ftruncate(descriptor, 0)
-    os.write(descriptor, str(os.getpid()).encode())
+    _tidy_after_killed_writer(output_dir, _read_lock_note(descriptor))
     _held_locks[output_dir] = descriptor
+    _write_lock_note(output_dir, [])
     _raise_on_termination_signals()
+
+
+def _read_lock_note(descriptor: int) -> dict:
+    """What the lock's holder wrote in it: its pid and the folders it staged beside the destination."""
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    try:
+        note = json.loads(os.read(descriptor, 65536).decode())
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return note if isinstance(note, dict) else {}
+
+
+def _write_lock_note(output_dir: Path, staged: list[Path]) -> None:
+    descriptor = _held_locks[output_dir]
+    os.ftruncate(descriptor, 0)
+    os.lseek(descriptor, 0, os.SEEK_SET)
+    os.write(descriptor, json.dumps({"pid": os.getpid(), "staged": [str(p) for p in staged]}).encode())
+
+
+def _tidy_after_killed_writer(output_dir: Path, note: dict) -> None:
+    """A writer killed with SIGKILL (no cleanup ran) left the folders it staged beside `output_dir`: remove its
+    staging folder, and put the old output back where it had already moved it aside but not yet replaced it."""
+    for name in note.get("staged", []):
+        staged = Path(name)
+        if staged.parent != output_dir.parent or not staged.name.startswith(f".{output_dir.name}-"):
+            continue  # only the names this module gives
+        moved_aside = staged / output_dir.name
+        if "-retired-" in staged.name and moved_aside.exists() and not output_dir.exists():
+            os.replace(moved_aside, output_dir)
+        shutil.rmtree(staged, ignore_errors=True)
 
 
 def release_output_lock(output_dir: os.PathLike) -> None:
@@ -159,7 +196,7 @@ def release_output_lock(output_dir: os.PathLike) -> None:
     descriptor = _held_locks.pop(output_dir, None)
     if descriptor is None:
         return
-    (output_dir.parent / f".{output_dir.name}.lock").unlink(missing_ok=True)
+    lock_path(output_dir).unlink(missing_ok=True)
     os.close(descriptor)
     if not _held_locks:
         _restore_signal_handlers()
@@ -206,14 +243,10 @@ def _restore_signal_handlers() -> None:
         signal.signal(signum, handler)
 
 
-def _write_marker(folder: Path) -> None:
-    # Fixed content: committed output folders stay byte-identical from one run to the next.
-    (folder / MARKER).write_text("written by guided-diffusion-da; `--overwrite` may replace this folder\n")
-
-
-def mark_folder(folder: os.PathLike) -> None:
-    """Mark a folder that the project created and fills in place (a training run's output folder)."""
-    _write_marker(Path(folder))
+def record_folder(folder: os.PathLike) -> None:
+    """Record a folder that the project created and filled in place (a benchmark's output folder) as its own, so
+    that `--overwrite` may replace it later; nothing is written into it."""
+    record_written(_resolve(folder))
 
 
 def write_file_atomically(path: os.PathLike, write: Callable[[Path], object]):
@@ -255,31 +288,49 @@ def write_folder_atomically(output_dir: os.PathLike, write: Callable[[Path], obj
     """Run `write(staging)`, then replace `output_dir` by `staging` whole; returns what `write` returned.
 
     If `write` raises (or SIGTERM/SIGHUP arrive), the staging folder is removed and `output_dir` is left as it
-    was. The folder is marked as written by this project, and its write lock is released at the end.
-    A non-empty `output_dir` without the marker is never replaced, unless `replace_unmarked` says that `write`
-    carries every entry of it into the staging folder itself.
+    was. The folder is recorded as written by this project (unless `replace_unmarked`), and its write lock is
+    released at the end.
+    A non-empty `output_dir` holding anything the project did not write is never replaced, unless
+    `replace_unmarked` says that `write` carries every entry of it into the staging folder itself.
     """
     output_dir = _resolve(output_dir)
     hold_output_lock(output_dir)
-    if not replace_unmarked and output_dir.is_dir() and any(output_dir.iterdir()) and not is_project_folder(output_dir):
-        release_output_lock(output_dir)
-        raise FileExistsError(f"{output_dir} holds files this project did not write (no {MARKER}); not replacing it")
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-staging-", dir=output_dir.parent))
     try:
-        result = write(staging)
-        _write_marker(staging)
-        # mkdtemp made it 0700: give it the mode the folder had, or the one mkdir would have given a new folder.
-        os.chmod(staging, output_dir.stat().st_mode & 0o7777 if output_dir.is_dir() else 0o777 & ~_umask())
-        if output_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-retired-", dir=output_dir.parent))
-            os.replace(output_dir, retired / output_dir.name)
-            os.replace(staging, output_dir)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if not replace_unmarked and output_dir.is_dir():
+            foreign = foreign_entries(output_dir)
+            if foreign:
+                raise FileExistsError(f"{_foreign_message(output_dir, foreign)}; not replacing it")
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-staging-", dir=output_dir.parent))
+        _write_lock_note(output_dir, [staging])
+        try:
+            result = write(staging)
+            # mkdtemp made it 0700: give it the mode the folder had, or the one mkdir would have given a new folder.
+            os.chmod(staging, output_dir.stat().st_mode & 0o7777 if output_dir.is_dir() else 0o777 & ~_umask())
+            if output_dir.exists():
+                _swap_in(output_dir, staging, check_foreign=not replace_unmarked)
+            else:
+                os.replace(staging, output_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if not replace_unmarked:  # such a folder carries entries of others (a training folder): not all ours
+            record_written(output_dir)
     finally:
         release_output_lock(output_dir)
     return result
+
+
+def _swap_in(output_dir: Path, staging: Path, check_foreign: bool) -> None:
+    """Replace `output_dir` by `staging`. The old folder is moved aside first and checked once more there (no one
+    can add to it by its path any more): a file someone put into it during the write puts it back, untouched."""
+    retired = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-retired-", dir=output_dir.parent))
+    _write_lock_note(output_dir, [staging, retired])
+    old = retired / output_dir.name
+    os.replace(output_dir, old)
+    foreign = foreign_entries(old, recorded_as=output_dir) if check_foreign else []
+    if foreign:
+        os.replace(old, output_dir)
+        retired.rmdir()
+        raise FileExistsError(f"{_foreign_message(output_dir, foreign)} (added during the write); not replacing it")
+    os.replace(staging, output_dir)
+    shutil.rmtree(retired)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.folders import check_output_dir, mark_folder, write_text_atomically
+from adapters.folders import check_output_dir, record_folder, write_text_atomically
 from benchmarks.gpu_suite.summary import environment
 from training.report.dann_experiments import ROWS
 
@@ -357,6 +357,7 @@ def write_seeds_summary(args, summary: dict) -> None:
     if "error" in summary:
         lines += ["", "## error", "", "```", summary["error"], "```"]
     write_text_atomically(args.output_dir / "summary.md", "\n".join(lines) + "\n")
+    record_folder(args.output_dir)  # what the phases wrote so far is ours: a later --overwrite may replace it
 
 
 def _stop(signum, frame):
@@ -369,7 +370,7 @@ def main(args) -> dict:
     if args.output_dir.exists():
         shutil.rmtree(args.output_dir)  # parse_args refused it unless --overwrite and written by us
     args.output_dir.mkdir(parents=True)
-    mark_folder(args.output_dir)
+    record_folder(args.output_dir)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     summary = {
         "argv": sys.argv,

@@ -21,6 +21,13 @@ def _digit_cache(tmp_path_factory):
     os.environ["DIGITS_CACHE_DIR"] = str(tmp_path_factory.mktemp("digit-cache"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _project_state(tmp_path_factory):
+    """The records of what the project wrote and its write locks (adapters.ownership) go to the session's own
+    folder, also for the commands the tests start as subprocesses, not to the user's ~/.local/state."""
+    os.environ["GUIDED_DIFFUSION_DA_STATE_DIR"] = str(tmp_path_factory.mktemp("project-state"))
+
+
 @pytest.fixture(scope="session")
 def shared_data():
     """The real datasets of ../shared/data (or $SHARED_DATA); tests that need them are skipped where they are

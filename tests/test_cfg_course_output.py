@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from diffusers import DPMSolverMultistepScheduler
 
-from adapters.folders import MARKER, mark_folder
+from adapters.folders import record_folder
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import course_output
 from tests.test_cfg_pipeline import TRAIN_STEPS, get_dummy_components
@@ -49,13 +49,13 @@ def test_refuses_a_non_empty_folder_and_overwrite_removes_stale_files(model_dir,
     out = tmp_path / "out"
     out.mkdir()
     (out / "9_100.png").write_bytes(b"from an earlier, larger run")
-    mark_folder(out)  # that run was this project's
+    record_folder(out)  # that run was this project's
     with pytest.raises(FileExistsError, match="--overwrite"):
         course_output.parse_args(argv(model_dir, out))
     written = course_output.main(course_output.parse_args(argv(model_dir, out, "--overwrite")))
     expected = [f"{digit}_001.png" for digit in range(10)]
     assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in written) == expected
-    assert sorted(p.name for p in out.iterdir()) == sorted([*expected, MARKER])
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     assert not list(tmp_path.glob(".out-*")), "staging folders must not be left behind"
 
 

@@ -15,7 +15,6 @@ from diffusers import (
     EulerDiscreteScheduler,
 )
 
-from adapters.folders import MARKER
 from pipelines import ConditionalDDPMPipeline
 from pipelines.conditional_ddpm import course_output as cli
 from tests.tiny_models import tiny_unet
@@ -337,14 +336,14 @@ def test_course_output_command(tmp_path):
     ]
     cli.main(cli.parse_args(argv))
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert files == sorted([MARKER, *(f"{d}_{i:03d}.png" for d in range(10) for i in (1, 2))])
+    assert files == sorted([*(f"{d}_{i:03d}.png" for d in range(10) for i in (1, 2))])
     image = PIL.Image.open(tmp_path / "out" / "7_002.png")
     assert image.size == (28, 28) and image.mode == "RGB"
     # With a deterministic sampler a file depends only on (seed, digit, index): --digits can shard the work and
     # --batch_size change without changing the images (up to float rounding of batched convolutions).
     again = [*argv[:3], str(tmp_path / "again"), *argv[4:-4], "--batch_size", "1", "--scheduler", "ddim"]
     cli.main(cli.parse_args([*again, "--digits", "3"]))
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == [MARKER, "3_001.png", "3_002.png"]
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["3_001.png", "3_002.png"]
     for name in ("3_001.png", "3_002.png"):
         first, second = (
             np.asarray(PIL.Image.open(folder / name), dtype=int) for folder in (tmp_path / "out", tmp_path / "again")

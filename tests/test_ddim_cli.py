@@ -11,7 +11,7 @@ import pytest
 import torch
 from diffusers import UNet2DModel
 
-from adapters.folders import MARKER, mark_folder
+from adapters.folders import record_folder
 from pipelines.ddim_from_noise import cli as ddim
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 from tests.tiny_models import tiny_cfg_folder, tiny_unet
@@ -42,7 +42,7 @@ def test_sample_writes_one_png_per_noise_equal_to_the_pipeline(model_dir, tmp_pa
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "3", "--resolution", "8"])
     written = ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "5"))
     assert [p.name for p in written] == ["00.png", "01.png", "02.png"]
-    assert sorted(os.listdir(tmp_path / "out")) == [MARKER, "00.png", "01.png", "02.png"]  # no temporary files
+    assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png", "02.png"]  # no temporary files
 
     pipe = DDIMFromNoisePipeline.from_pretrained(model_dir, preset="course")
     pipe.set_progress_bar_config(disable=True)
@@ -87,19 +87,19 @@ def test_module_entry_point_runs_as_a_subprocess(model_dir, tmp_path):
     command += sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "2")
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
     subprocess.run(command, check=True, cwd=REPO, env=env)
-    assert sorted(os.listdir(tmp_path / "out")) == [MARKER, "00.png", "01.png"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png"]
 
 
 def test_a_non_empty_output_folder_needs_overwrite_and_is_replaced_whole(model_dir, tmp_path):
     ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "2", "--resolution", "8"])
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "stale.png").write_bytes(b"old")
-    mark_folder(tmp_path / "out")  # an earlier run of this project
+    record_folder(tmp_path / "out")  # an earlier run of this project
     argv = sample_args(model_dir, tmp_path / "noise", tmp_path / "out", "--num_inference_steps", "2")
     with pytest.raises(FileExistsError, match="--overwrite"):
         ddim.main(argv)
     ddim.main([*argv, "--overwrite"])
-    assert sorted(os.listdir(tmp_path / "out")) == [MARKER, "00.png", "01.png"]  # the stale file went too
+    assert sorted(os.listdir(tmp_path / "out")) == ["00.png", "01.png"]  # the stale file went too
     with pytest.raises(FileExistsError, match="--overwrite"):
         ddim.main(["noise", "--output_dir", str(tmp_path / "noise"), "--num_noises", "2"])
 

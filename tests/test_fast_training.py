@@ -17,7 +17,6 @@ from diffusers import DDPMScheduler, UNet2DModel
 from safetensors.torch import load_file
 
 from adapters import decode_digits, load_digits
-from adapters.folders import MARKER
 from training import train_cfg
 from training.checkpoints import list_checkpoints, read_entry
 from training.diffusion.args import build_unet
@@ -163,7 +162,7 @@ def test_publish_replaces_the_exported_names_and_keeps_everything_else(tmp_path)
     (tmp_path / "model_index.json").write_text("old export")
     (tmp_path / "thesis.tex").write_text("a user's file")
     publish(tmp_path, lambda staging: (staging / "model_index.json").write_text("{}"))
-    assert sorted(os.listdir(tmp_path)) == [MARKER, "checkpoint-2", "model_index.json", "thesis.tex"]
+    assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "model_index.json", "thesis.tex"]
     assert (tmp_path / "model_index.json").read_text() == "{}"
     assert (tmp_path / "checkpoint-2" / "model.safetensors").read_bytes() == b"weights"
     assert (tmp_path / "thesis.tex").read_text() == "a user's file"

@@ -102,7 +102,7 @@ def test_publisher_lets_one_tensor_and_plain_arrays_go_up_and_keeps_bookkeeping_
     torch.save(torch.randn(1, 3, 4, 4), publishable / "00.pt")  # a course-format noise: data, not code
     np.save(publishable / "means.npy", np.arange(3.0))
     np.savez(publishable / "stats.npz", mean=np.arange(3.0))
-    from adapters.folders import MARKER
+    from adapters.ownership import LEGACY_MARKER as MARKER
     from training.run_folder import RUN_RECORD
 
     (publishable / MARKER).write_text("written by guided-diffusion-da\n")

@@ -1,7 +1,8 @@
 """The output-folder guarantees of adapters.folders: nothing of the user's is replaced, one writer at a time,
-signals clean up like exceptions."""
+signals clean up like exceptions, and a written folder holds its outputs and nothing else."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from adapters.folders import (
-    MARKER,
     check_output_dir,
     hold_output_lock,
     release_all_output_locks,
@@ -19,6 +19,7 @@ from adapters.folders import (
     write_folder_atomically,
     write_text_atomically,
 )
+from adapters.ownership import LEGACY_MARKER, lock_path
 from pipelines.ddim_from_noise import cli as ddim_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +58,7 @@ def test_overwrite_replaces_only_a_folder_the_project_wrote(tmp_path):
     (theirs / "thesis.tex").write_text("years of work")
     with pytest.raises(FileExistsError, match="not empty"):
         check_output_dir(theirs, overwrite=False)
-    with pytest.raises(FileExistsError, match="did not write"):
+    with pytest.raises(FileExistsError, match="thesis.tex, which this project did not write"):
         check_output_dir(theirs, overwrite=True)
     with pytest.raises(FileExistsError, match="did not write"):
         write_folder_atomically(theirs, lambda staging: (staging / "x").write_text("x"))
@@ -65,11 +66,89 @@ def test_overwrite_replaces_only_a_folder_the_project_wrote(tmp_path):
 
     ours = tmp_path / "ours"
     write_folder_atomically(ours, lambda staging: (staging / "a.png").write_text("1"))
-    assert (ours / MARKER).is_file()
+    assert os.listdir(ours) == ["a.png"]  # the outputs and nothing else: no marker, lock or record
     check_output_dir(ours, overwrite=True)
     write_folder_atomically(ours, lambda staging: (staging / "b.png").write_text("2"))
-    assert sorted(p.name for p in ours.iterdir()) == sorted([MARKER, "b.png"])
+    assert os.listdir(ours) == ["b.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ours", "thesis"]  # no staging, retired or lock left
+
+
+def test_a_file_of_the_user_in_a_folder_the_project_wrote_is_kept(tmp_path):
+    ours = tmp_path / "digits"
+    write_folder_atomically(ours, lambda staging: [(staging / f"{d}_001.png").write_text(str(d)) for d in range(3)])
+    (ours / "notes.txt").write_text("mine")
+    (ours / "sub").mkdir()
+    (ours / "sub" / "x.png").write_text("mine too")
+    with pytest.raises(FileExistsError, match="notes.txt, sub, sub/x.png, which this project did not write"):
+        check_output_dir(ours, overwrite=True)
+    (ours / "notes.txt").unlink()
+    shutil.rmtree(ours / "sub")
+    (ours / "0_001.png").write_text("edited by the user")  # one of ours, changed since: the user's now
+    with pytest.raises(FileExistsError, match="0_001.png, which"):
+        write_folder_atomically(ours, lambda staging: (staging / "new.png").write_text("new"))
+    assert (ours / "0_001.png").read_text() == "edited by the user"
+    (ours / "0_001.png").unlink()  # deleting some of ours leaves a folder that is still all ours
+    check_output_dir(ours, overwrite=True)
+    write_folder_atomically(ours, lambda staging: (staging / "new.png").write_text("new"))
+    assert os.listdir(ours) == ["new.png"]
+
+
+def test_a_folder_moved_elsewhere_or_of_an_earlier_release(tmp_path):
+    write_folder_atomically(tmp_path / "a", lambda staging: (staging / "00.png").write_text("x"))
+    os.rename(tmp_path / "a", tmp_path / "b")  # a copy or a move is no longer known as the project's
+    with pytest.raises(FileExistsError, match="00.png, which this project did not write"):
+        check_output_dir(tmp_path / "b", overwrite=True)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "00.png").write_text("x")
+    (old / LEGACY_MARKER).write_text("written by guided-diffusion-da\n")  # what earlier releases left inside
+    check_output_dir(old, overwrite=True)
+    write_folder_atomically(old, lambda staging: (staging / "01.png").write_text("y"))
+    assert os.listdir(old) == ["01.png"]  # and the replacement is clean
+
+
+def test_a_file_added_during_the_write_stops_the_replacement(tmp_path):
+    out = tmp_path / "out"
+    write_folder_atomically(out, lambda staging: (staging / "00.png").write_text("old"))
+
+    def write(staging):
+        (staging / "00.png").write_text("new")
+        (out / "mine.txt").write_text("dropped in while the command ran")
+
+    with pytest.raises(FileExistsError, match=r"mine.txt, which .*\(added during the write\)"):
+        write_folder_atomically(out, write)
+    assert sorted(os.listdir(out)) == ["00.png", "mine.txt"] and (out / "00.png").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_the_next_writer_tidies_what_a_killed_one_left(tmp_path):
+    out = tmp_path / "out"
+    write_folder_atomically(out, lambda staging: (staging / "00.png").write_text("old"))
+    child = _child(
+        f"""
+        import os, time
+        from adapters import folders
+
+        def write(staging):
+            (staging / "00.png").write_text("new")
+        real_replace = os.replace
+        def replace(source, target):
+            real_replace(source, target)
+            if "-retired-" in str(target):
+                print("ready", flush=True)  # the old output is aside, the new one not yet in place
+                time.sleep(60)
+        folders.os.replace = replace
+        folders.write_folder_atomically({str(out)!r}, write)
+        """,
+        tmp_path,
+    )
+    _wait_ready(child)
+    child.kill()  # SIGKILL: no cleanup runs
+    child.wait()
+    assert not out.exists() and len(list(tmp_path.glob(".out-*"))) == 2  # staging and the old output aside
+    check_output_dir(out, overwrite=True)  # the next writer puts the old output back and removes the rest
+    assert (out / "00.png").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 @pytest.mark.parametrize("where", ["is", "inside", "holds"])
@@ -121,11 +200,12 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path):
     finally:
         first.kill()
         first.wait()
-    # kill -9 left the lock file, but the kernel dropped the lock: the next run goes ahead.
-    assert (tmp_path / ".out.lock").exists()
+    # kill -9 left the lock file (in the project's state folder, not beside the output), but the kernel dropped
+    # the lock: the next run goes ahead.
+    assert lock_path(output).exists() and list(tmp_path.iterdir()) == []
     check_output_dir(output, overwrite=False)
     write_folder_atomically(output, lambda staging: (staging / "a").write_text("a"))
-    assert not (tmp_path / ".out.lock").exists()
+    assert not lock_path(output).exists()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])

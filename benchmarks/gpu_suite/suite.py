@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from adapters.folders import check_output_dir, mark_folder
+from adapters.folders import check_output_dir, record_folder
 from benchmarks.gpu_suite import cfg_stages, dann_and_face_stages
 from benchmarks.gpu_suite.summary import environment, write_suite_summary
 from pipelines.command_line import run_command
@@ -242,7 +242,7 @@ def run_suite(args) -> dict:
     if args.output_dir.exists():
         shutil.rmtree(args.output_dir)  # check_output_dir refused it unless --overwrite and written by us
     args.output_dir.mkdir(parents=True)
-    mark_folder(args.output_dir)
+    record_folder(args.output_dir)
     device = "cpu" if args.dry_run or not torch.cuda.is_available() else "cuda"
     if args.dry_run:
         torch.set_num_threads(1)  # tiny models: more threads only wait on each other, worse on a busy machine
@@ -269,6 +269,7 @@ def run_suite(args) -> dict:
             "total_seconds": time.perf_counter() - started,
         }
         write_suite_summary(summary, args.output_dir)
+        record_folder(args.output_dir)  # what the stages wrote so far is ours: a later --overwrite may replace it
         return summary
 
     env = environment(device)
