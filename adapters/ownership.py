@@ -103,7 +103,9 @@ def _recorded_entries(folder: Path) -> dict[str, list] | None:
         record = json.loads(_record_path(folder).read_text())
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         return None  # no record, or a damaged one: nothing is known to be ours
-    if not isinstance(record, dict) or record.get("folder") != str(folder) or not isinstance(record.get("entries"), dict):
+    if not isinstance(record, dict) or record.get("folder") != str(folder):
+        return None
+    if not isinstance(record.get("entries"), dict):
         return None
     return record["entries"]
 
