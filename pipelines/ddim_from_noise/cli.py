@@ -4,6 +4,9 @@
     python -m pipelines.ddim_from_noise --pretrained DIR --noise_dir DIR --output_dir OUT [--eta 0] \
         [--num_inference_steps 50] [--preset course|diffusers] [--seed 0] [--device cuda] [--overwrite]
     python -m pipelines.ddim_from_noise --pretrained ddpm-lfw-faces --output_dir OUT     # the shipped model
+    # a network with its own code (the course's UNet.py) and a plain state dict of it (UNet.pt)
+    python -m pipelines.ddim_from_noise --pretrained hw2_data/face/UNet.pt --unet_code UNet.py:UNet \
+        --noise_dir hw2_data/face/noise --output_dir OUT
     # MSE on the 0-255 scale of each image pair, then the mean
     python -m pipelines.ddim_from_noise score --pred OUT --gt GT
     # initial noises in the course's format (float32 [1, C, H, W]) for a model of your own
@@ -23,6 +26,7 @@ import torch
 from adapters.faces import check_noise, face_mse, load_face_noises, save_face_noises
 from adapters.folders import check_output_dir, write_folder_atomically
 from pipelines.command_line import check_seed, resolve_pretrained, run_command
+from pipelines.ddim_from_noise.foreign_unet import load_foreign_unet, parse_code_spec
 from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFromNoisePipeline
 from pipelines.model_folders import check_unet_folder
 from pipelines.seeds import step_noise_generator
@@ -33,7 +37,15 @@ def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: in
     parser.add_argument(
         "--pretrained",
         required=True,
-        help="UNet2DModel folder (or its pipeline folder), a shipped model's name (ddpm-lfw-faces) or a Hub id",
+        help="UNet2DModel folder (or its pipeline folder), a shipped model's name (ddpm-lfw-faces) or a Hub id; "
+        "with --unet_code, a state-dict file of that network (the course's UNet.pt)",
+    )
+    parser.add_argument(
+        "--unet_code",
+        default=None,
+        metavar="FILE.py:CLASS",
+        help="the code of a network that is not a diffusers model, e.g. UNet.py:UNet (a torch.nn.Module with "
+        "forward(x, t) predicting noise, built with its default arguments); imported only because you name it",
     )
     parser.add_argument(
         "--noise_dir", default=None, help="folder of NN.pt initial noises (default: the model folder's noise/)"
@@ -56,8 +68,23 @@ def check_model_arguments(args: argparse.Namespace) -> None:
     if args.num_inference_steps < 1:
         raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
     check_seed(args.seed)
-    args.pretrained = resolve_pretrained(args.pretrained)
-    check_unet_folder(args.pretrained)
+    if args.unet_code is not None:
+        parse_code_spec(args.unet_code)
+        if not Path(args.pretrained).is_file():
+            raise FileNotFoundError(
+                f"--pretrained {args.pretrained}: with --unet_code, give the file of the network's weights "
+                "(a state dict, such as the course's UNet.pt)"
+            )
+        if args.noise_dir is None:
+            raise FileNotFoundError("--unet_code needs --noise_dir: a weights file has no noise/ folder beside it")
+    else:
+        if Path(args.pretrained).is_file():
+            raise NotADirectoryError(
+                f"--pretrained {args.pretrained} is a file: give a model folder, or, for a state dict of a network "
+                "with its own code (the course's UNet.pt), name that code with --unet_code UNet.py:UNet"
+            )
+        args.pretrained = resolve_pretrained(args.pretrained)
+        check_unet_folder(args.pretrained)
     if args.noise_dir is None:
         if not (Path(args.pretrained) / "noise").is_dir():
             raise FileNotFoundError(f"--pretrained {args.pretrained} has no noise/ folder: give --noise_dir")
@@ -137,16 +164,28 @@ def check_room_for_noises(args, output_dir: Path) -> None:
         )
 
 
-def sample(args) -> list:
-    """Writes OUT/NN.png for each NOISE_DIR/NN.pt, all or nothing; returns the written paths."""
-    noises = load_face_noises(args.noise_dir)  # a bad noise file is refused before the model loads
-    pipe = DDIMFromNoisePipeline.from_pretrained(args.pretrained, preset=args.preset).to(args.device)
-    pipe.set_progress_bar_config(disable=True)
+def load_pipeline(args, noises: dict[str, torch.Tensor]) -> DDIMFromNoisePipeline:
+    """The pipeline of --pretrained (and --unet_code) with --preset, on --device; the noises must fit its UNet."""
+    if args.unet_code is not None:
+        channels, height, width = next(iter(noises.values())).shape  # a plain network states no size: the noises do
+        unet = load_foreign_unet(args.unet_code, args.pretrained, sample_size=(height, width), in_channels=channels)
+        pipe = DDIMFromNoisePipeline.from_unet(unet, preset=args.preset or "course")
+    else:
+        pipe = DDIMFromNoisePipeline.from_pretrained(args.pretrained, preset=args.preset)
+    pipe = pipe.to(args.device)
     size = pipe.unet.config.sample_size
     height, width = (size, size) if isinstance(size, int) else size
     expected = (pipe.unet.config.in_channels, height, width)
     first = next(iter(noises))
     check_noise(noises[first], str(Path(args.noise_dir) / f"{first}.pt"), expected)  # they all share one shape
+    return pipe
+
+
+def sample(args) -> list:
+    """Writes OUT/NN.png for each NOISE_DIR/NN.pt, all or nothing; returns the written paths."""
+    noises = load_face_noises(args.noise_dir)  # a bad noise file is refused before the model loads
+    pipe = load_pipeline(args, noises)
+    pipe.set_progress_bar_config(disable=True)
     names = list(noises)
 
     def write_images(staging: Path) -> None:

@@ -21,9 +21,8 @@ from matplotlib.figure import Figure
 from adapters.faces import load_face_noises
 from adapters.folders import write_folder_atomically
 from pipelines.command_line import run_command
-from pipelines.ddim_from_noise.cli import add_model_arguments, check_model_arguments
+from pipelines.ddim_from_noise.cli import add_model_arguments, check_model_arguments, load_pipeline
 from pipelines.ddim_from_noise.interpolation import lerp, slerp
-from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 from pipelines.seeds import step_noise_generator
 
 ETAS = [round(0.1 * i, 1) for i in range(10)]
@@ -63,9 +62,9 @@ def save_grid(rows, row_labels, column_labels, xlabel, ylabel, title, path: Path
 
 
 def main(args) -> list:
-    pipe = DDIMFromNoisePipeline.from_pretrained(args.pretrained, preset=args.preset).to(args.device)
-    pipe.set_progress_bar_config(disable=True)
     noises = load_face_noises(args.noise_dir)
+    pipe = load_pipeline(args, noises)
+    pipe.set_progress_bar_config(disable=True)
     missing = [name for name in GRID_NOISES if name not in noises]
     if missing:
         raise FileNotFoundError(f"{args.noise_dir} lacks {', '.join(n + '.pt' for n in missing)}")

@@ -10,13 +10,23 @@ noise (for example the course's DDPM face UNet, built by its own ``UNet.py`` and
     model.load_state_dict(torch.load("UNet.pt", weights_only=True))
     unet = ForeignUNetAdapter(model, sample_size=256, in_channels=3)
     pipe = DDIMFromNoisePipeline(unet=unet, scheduler=ddim_scheduler("course"))
+
+On the command line the same is `--pretrained UNet.pt --unet_code UNet.py:UNet` (`load_foreign_unet`): the code is
+imported only because the user named it, and the weights are read with `weights_only=True`.
 """
 
+import hashlib
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from diffusers.configuration_utils import FrozenDict
 from diffusers.utils import BaseOutput
+
+from adapters.faces import read_tensor_file
 
 
 @dataclass
@@ -78,3 +88,84 @@ class ForeignUNetAdapter(torch.nn.Module):
                 " (a model that also predicts a variance must be sliced to its noise channels by the caller)"
             )
         return ForeignUNetOutput(sample=eps) if return_dict else (eps,)
+
+
+def parse_code_spec(spec: str, option: str = "--unet_code") -> tuple[Path, str]:
+    """`FILE.py:Class` as (path to the file, class name), checked without importing anything."""
+    path_text, _, class_name = str(spec).rpartition(":")
+    if not path_text or not class_name.isidentifier():
+        raise ValueError(f"{option} {spec!r}: give the file and the class that defines the network, e.g. UNet.py:UNet")
+    path = Path(path_text).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} {spec}: {path} is not a file")
+    if path.suffix != ".py":
+        raise ValueError(f"{option} {spec}: {path} is not a Python file (.py)")
+    return path, class_name
+
+
+def load_state_dict_file(path: str | os.PathLike, option: str = "--pretrained") -> dict[str, torch.Tensor]:
+    """A plain state dict (or `{"state_dict": ...}`) read with `torch.load(weights_only=True)`: no code runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} {path} is not a file")
+    state = read_tensor_file(path, f"{option} {path}")
+    if isinstance(state, dict) and set(state) == {"state_dict"}:
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not state:
+        raise ValueError(f"{option} {path} holds a {type(state).__name__}, not a state dict (names -> tensors)")
+    not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise ValueError(f"{option} {path} is not a state dict: {not_tensors[0]!r} is not a tensor")
+    return state
+
+
+def build_foreign_model(spec: str, option: str = "--unet_code") -> torch.nn.Module:
+    """Import FILE.py (only because the user named it) and build its class with its default arguments."""
+    path, class_name = parse_code_spec(spec, option)
+    module_name = f"_user_model_{hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(path.resolve().parent))  # the file may import its sibling modules, as in its own repo
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - the user's own file: its failure is theirs to read, in one line
+        raise ValueError(f"{option} {spec}: importing {path} failed: {type(error).__name__}: {error}") from error
+    finally:
+        sys.path.remove(str(path.resolve().parent))
+    network_class = getattr(module, class_name, None)
+    if not (isinstance(network_class, type) and issubclass(network_class, torch.nn.Module)):
+        found = sorted(n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, torch.nn.Module))
+        raise ValueError(
+            f"{option} {spec}: {path} defines no torch.nn.Module named {class_name}"
+            + (f" (it defines {', '.join(found)})" if found else "")
+        )
+    try:
+        return network_class()
+    except TypeError as error:
+        raise ValueError(f"{option} {spec}: {class_name}() cannot be built with its defaults: {error}") from error
+
+
+def load_foreign_unet(
+    spec: str, weights: str | os.PathLike, sample_size: int | tuple[int, int], in_channels: int
+) -> ForeignUNetAdapter:
+    """The network of `spec` (`UNet.py:UNet`) with the state dict of `weights` (`UNet.pt`), as a UNet2DModel-like
+    module. A state dict that does not fit the network is refused naming what differs."""
+    state = load_state_dict_file(weights)
+    model = build_foreign_model(spec)
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    reshaped = [
+        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    problems = [
+        f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
+        for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
+        if items
+    ]
+    if problems:
+        raise ValueError(f"--pretrained {weights} does not fit {spec}: tensors " + "; ".join(problems))
+    model.load_state_dict(state)
+    return ForeignUNetAdapter(model.eval(), sample_size=sample_size, in_channels=in_channels)
