@@ -130,25 +130,31 @@ def check_weights_fill_model(weights: Path, build: Callable[[], nn.Module], conf
     except Exception as error:  # noqa: BLE001 - any config a library cannot build a model from is the folder's fault
         raise ValueError(f"{config_path} does not describe a model that can be built ({error})") from None
     expected = {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
-    missing = sorted(set(expected) - set(stored))
-    unexpected = sorted(set(stored) - set(expected))
-    reshaped = sorted(name for name in set(expected) & set(stored) if expected[name] != stored[name])
-    if missing or unexpected or reshaped:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} of its tensors missing (e.g. {', '.join(missing[:3])})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} that are not part of it (e.g. {', '.join(unexpected[:3])})")
-        if reshaped:
-            name = reshaped[0]
-            problems.append(
-                f"{len(reshaped)} of another shape (e.g. {name}: {stored[name]} in the file, {expected[name]} in "
-                "the model)"
-            )
+    problems = shape_misfit(expected, stored)
+    if problems:
         raise ValueError(
             f"{weights} does not fill the {type(model).__name__} that {config_path.name} describes: "
             + "; ".join(problems)
         )
+
+
+def shape_misfit(expected: dict[str, tuple], stored: dict[str, tuple]) -> list[str]:
+    """What keeps the `stored` tensors (name -> shape) from filling a model whose tensors are `expected`: the
+    missing, the left-over and the reshaped ones, each in a phrase; [] when they fit exactly."""
+    missing = sorted(set(expected) - set(stored))
+    unexpected = sorted(set(stored) - set(expected))
+    reshaped = sorted(name for name in set(expected) & set(stored) if expected[name] != stored[name])
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} of its tensors missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} that are not part of it (e.g. {', '.join(unexpected[:3])})")
+    if reshaped:
+        name = reshaped[0]
+        problems.append(
+            f"{len(reshaped)} of another shape (e.g. {name}: {stored[name]} in the file, {expected[name]} in the model)"
+        )
+    return problems
 
 
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:

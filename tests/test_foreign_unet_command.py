@@ -121,8 +121,8 @@ def test_a_state_dict_that_does_not_fit_names_the_tensors(course_files, capsys):
     torch.save(state, folder / "UNet.pt")
     code, err = run(args(folder), capsys)
     assert code == 2 and err.count("\n") == 1
-    assert "1 missing (out.bias)" in err and "1 unexpected (extra.weight)" in err
-    assert "inp.weight (8, 3, 5, 5) vs (8, 3, 3, 3)" in err
+    assert "1 of its tensors missing (e.g. out.bias)" in err and "1 that are not part of it (e.g. extra.weight)" in err
+    assert "1 of another shape (e.g. inp.weight: (8, 3, 5, 5) in the file, (8, 3, 3, 3) in the model)" in err
     assert not (folder / "out").exists()
 
 

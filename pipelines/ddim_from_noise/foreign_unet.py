@@ -27,6 +27,7 @@ from diffusers.configuration_utils import FrozenDict
 from diffusers.utils import BaseOutput
 
 from adapters.faces import read_tensor_file
+from pipelines.model_folders import shape_misfit
 
 
 @dataclass
@@ -152,20 +153,11 @@ def load_foreign_unet(
     module. A state dict that does not fit the network is refused naming what differs."""
     state = load_state_dict_file(weights)
     model = build_foreign_model(spec)
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
-    unexpected = [key for key in state if key not in expected]
-    reshaped = [
-        f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}"
-        for key, value in expected.items()
-        if key in state and state[key].shape != value.shape
-    ]
-    problems = [
-        f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
-        for what, items in (("missing", missing), ("unexpected", unexpected), ("of another shape", reshaped))
-        if items
-    ]
+    problems = shape_misfit(
+        {key: tuple(value.shape) for key, value in model.state_dict().items()},
+        {key: tuple(value.shape) for key, value in state.items()},
+    )
     if problems:
-        raise ValueError(f"--pretrained {weights} does not fit {spec}: tensors " + "; ".join(problems))
+        raise ValueError(f"--pretrained {weights} does not fit {spec}: " + "; ".join(problems))
     model.load_state_dict(state)
     return ForeignUNetAdapter(model.eval(), sample_size=sample_size, in_channels=in_channels)

@@ -1,10 +1,12 @@
 """Score a folder of generated digits with the digit classifier: overall and per-digit accuracy.
 
     python -m pipelines.digit_classifier --images OUT [--json r.json]      # the shipped mnistm-digit-classifier
+    python -m pipelines.digit_classifier --images OUT --course_classifier Classifier.pth   # the course's grader
 
 Every `*.png` in the folder is scored; its true label is the first character of its file name, as in
 the course's `{digit}_{001..100}.png` convention. Images of any size or mode are converted to the
-classifier's input (28x28 RGB).
+classifier's input (28x28 RGB). With `--course_classifier`, the folder is read and scored exactly as the
+course's own grader reads it (every entry, 28x28 only: `pipelines/digit_classifier/course_grader.py`).
 """
 
 import argparse
@@ -18,6 +20,7 @@ from sklearn.metrics import confusion_matrix
 from adapters import read_image_file
 from adapters.folders import check_output_file, write_text_atomically
 from pipelines.command_line import resolve_pretrained, run_command
+from pipelines.digit_classifier.course_grader import course_predictions, load_course_classifier, read_as_course_grader
 from pipelines.digit_classifier.modeling_digit_classifier import DigitClassifier
 from pipelines.model_folders import check_transformers_folder
 
@@ -81,10 +84,21 @@ def score_folder(model: DigitClassifier, folder: Path, pattern: str = "*.png", b
     """accuracy_report for the images in folder, plus the files the model got wrong."""
     files, images, labels = read_labelled_images(folder, pattern)
     predictions = model.predict(model.images_to_tensor(images), batch_size=batch_size)
-    report = accuracy_report(predictions, torch.tensor(labels), num_classes=model.config.num_classes)
+    return _with_misclassified([path.name for path in files], labels, predictions, model.config.num_classes)
+
+
+def score_folder_as_course(classifier_path, folder: Path, batch_size: int = 512) -> dict:
+    """accuracy_report of the course's own classifier on folder, read as the course's grader reads it."""
+    model = load_course_classifier(classifier_path)
+    names, images, labels = read_as_course_grader(folder)
+    return _with_misclassified(names, labels.tolist(), course_predictions(model, images, batch_size))
+
+
+def _with_misclassified(names: list[str], labels: list[int], predictions, num_classes: int = 10) -> dict:
+    report = accuracy_report(predictions, torch.tensor(labels), num_classes=num_classes)
     report["misclassified"] = [
-        {"file": path.name, "label": label, "predicted": int(pred)}
-        for path, label, pred in zip(files, labels, predictions)
+        {"file": name, "label": label, "predicted": int(pred)}
+        for name, label, pred in zip(names, labels, predictions)
         if label != pred
     ]
     return report
@@ -97,27 +111,41 @@ def parse_args(argv=None):
         default="mnistm-digit-classifier",
         help="a DigitClassifier folder (save_pretrained) or a shipped model's name",
     )
+    parser.add_argument(
+        "--course_classifier",
+        default=None,
+        help="score with the course's own checkpoint (Classifier.pth) instead, reading the folder exactly as the "
+        "course's grader does: every entry, its label int(name[0]), 28x28 images",
+    )
     parser.add_argument("--images", required=True, help="folder of {digit}_*.png images")
-    parser.add_argument("--pattern", default="*.png", help="which files in the folder to score")
+    parser.add_argument("--pattern", default=None, help="which files in the folder to score (default: *.png)")
     parser.add_argument("--json", default=None, help="also write the report (with misclassified files) here")
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
+    if args.course_classifier is not None and args.pattern is not None:
+        raise ValueError("--pattern does not apply with --course_classifier: the course's grader reads every entry")
     return args
 
 
 def main(args) -> dict:
-    pretrained = resolve_pretrained(args.pretrained, hub=False)
-    check_transformers_folder(pretrained, DigitClassifier)
+    if args.course_classifier is None:
+        pretrained = resolve_pretrained(args.pretrained, hub=False)
+        check_transformers_folder(pretrained, DigitClassifier)
     if not Path(args.images).is_dir():
         raise FileNotFoundError(f"image folder {args.images} (--images) does not exist")
     if args.json:
         check_output_file(args.json, "--json")
-    model = DigitClassifier.from_pretrained(pretrained).to(args.device)
-    report = score_folder(model, Path(args.images), args.pattern, args.batch_size)
-    print(f"{args.images}: {report['total']} images\n{format_report(report)}")
+    if args.course_classifier is not None:
+        report = score_folder_as_course(args.course_classifier, Path(args.images), args.batch_size)
+        judge = f"the course's classifier {args.course_classifier}"
+    else:
+        model = DigitClassifier.from_pretrained(pretrained).to(args.device)
+        report = score_folder(model, Path(args.images), args.pattern or "*.png", args.batch_size)
+        judge = f"{args.pretrained}"
+    print(f"{args.images}: {report['total']} images, scored by {judge}\n{format_report(report)}")
     if args.json:
         write_text_atomically(args.json, json.dumps(report, indent=2))
     return report
