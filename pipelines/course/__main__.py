@@ -1,0 +1,3 @@
+from pipelines.course.commands import cli
+
+cli()
