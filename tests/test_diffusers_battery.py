@@ -13,6 +13,7 @@ import unittest
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.utils.torch_utils import randn_tensor
 
 from pipelines import ConditionalDDPMPipeline, DDIMFromNoisePipeline, ddim_scheduler
 from tests.diffusers_battery.pipelines_common import PipelineTesterMixin
@@ -138,13 +139,13 @@ class DDIMFromNoisePipelineBatteryTests(FastOnTheCPU, NeitherPromptNorVAE, Pipel
         }
 
     def get_dummy_inputs(self, device, seed=0):
-        generator = device_generator(device, seed)
-        # eta > 0 so that the generator draws the noise of every step, as in DDPM
+        # DDIMPipeline's test inputs (tests/pipelines/ddim/test_ddim.py), with x_T given as `noise`: drawn as
+        # DDIMPipeline draws it, from a generator seeded like the call's own. eta = 1, so that the same generator
+        # then draws the noise of every step.
         return {
-            # not `seed` itself: the step generator is seeded with it, and would draw this very noise again
-            "noise": torch.randn((1, 3, 8, 8), generator=torch.Generator().manual_seed(seed + 1000)),
-            "eta": 0.5,
-            "generator": generator,
+            "noise": randn_tensor((1, 3, 8, 8), generator=device_generator(device, seed), device=torch.device(device)),
+            "eta": 1.0,
+            "generator": device_generator(device, seed),
             "num_inference_steps": 2,
             "output_type": "np",
         }

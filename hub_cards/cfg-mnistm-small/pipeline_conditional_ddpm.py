@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
@@ -276,6 +276,20 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 f"choose from {self._callback_tensor_inputs}"
             )
 
+    def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
+        """x_T: `latents` when given, else drawn from `generator` as diffusers' pipelines draw it (`randn_tensor`,
+        one image per generator of a list).
+
+        Given `latents`, a generator still gives up the draw that x_T would have taken, so the steps' noise that
+        follows is the stream of a diffusers pipeline that drew x_T itself. Passing the generator that made
+        `latents`, or one seeded alike, then gives fresh step noise rather than x_T again.
+        """
+        if latents is None or generator is not None:
+            drawn = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            if latents is None:
+                return drawn
+        return latents.to(device=device, dtype=dtype)
+
     def sample_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of one image x_t."""
         size = self.unet.config.sample_size
@@ -322,8 +336,10 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 `default_inference_steps(self.scheduler)`: all trained steps for DDPM,
                 10 for DPM-Solver/UniPC, 50 otherwise.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
-                Makes sampling deterministic (same seed, same images): draws x_T unless `latents` is given, and the
-                noise of stochastic schedulers' steps (DDPM). A list holds one generator per image.
+                Makes sampling deterministic (same seed, same images). As in diffusers' pipelines it draws x_T, then
+                the noise of stochastic schedulers' steps (DDPM, LCM); given `latents`, the draw of x_T is made and
+                set aside, so the generator that made `latents`, or one seeded alike, gives the images of the same
+                call without `latents`. A list holds one generator per image.
             latents (`torch.Tensor`, *optional*):
                 x_T, the pure noise to start from, [N, C, H, W] with N = number of images, in the output's order;
                 None draws it from `generator`.
@@ -411,14 +427,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
         step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if step_accepts_generator else {}
-        if latents is None:
-            shape = (len(labels), *self.sample_shape())
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=unet.dtype)
-        else:
-            latents = latents.to(device=device, dtype=unet.dtype)
-            # DDIM here has eta = 0 and draws nothing; the ancestral samplers (DDPM, LCM, ...) draw at every step
-            if step_accepts_generator and not isinstance(self.scheduler, DDIMScheduler):
-                _refuse_replayed_noise(latents, generator, len(timesteps))
+        latents = self.prepare_latents((len(labels), *self.sample_shape()), unet.dtype, device, generator, latents)
         # 1.0 for DDPM, DDIM and the multistep solvers; Euler-type schedulers start from a wider noise
         latents = latents * self.scheduler.init_noise_sigma
         class_labels = torch.tensor(labels, device=device)
@@ -455,31 +464,6 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if not return_dict:
             return images, labels, intermediates
         return ConditionalDDPMPipelineOutput(images=images, labels=labels, intermediates=intermediates)
-
-
-def _refuse_replayed_noise(initial: torch.Tensor, generator, draws: int) -> None:
-    """Refuse a step-noise `generator` whose next `draws` draws of x_T's shape would give x_T itself again.
-
-    Initial noises usually come from a seeded generator too; a step generator seeded with the same number draws
-    the same numbers, and the step then adds x_T to itself instead of independent noise, which leaves noise in
-    the image. The check draws from copies of the generators, so the call's own draws are unchanged.
-    (The same function is in both pipeline files, because each file ships alone to the Hub.)
-    """
-    if generator is None or draws < 1:
-        return
-    generators = generator if isinstance(generator, list) else [generator]
-    copies = [torch.Generator(device=g.device).set_state(g.get_state()) for g in generators]
-    peek = copies if isinstance(generator, list) else copies[0]
-    for step in range(draws):
-        z = randn_tensor(initial.shape, generator=peek, device=initial.device, dtype=initial.dtype)
-        replayed = ((z - initial).abs() <= 1e-3 * (1 + initial.abs())).flatten(1).all(dim=1)
-        if replayed.any():
-            image = int(replayed.nonzero()[0, 0])
-            raise ValueError(
-                f"the generator's noise for step {step + 1} repeats the initial noise of image {image}: both were "
-                "drawn from the same seed, so the step would add x_T to itself instead of fresh noise. Seed the "
-                "step generator differently from the initial noise"
-            )
 
 
 def _is_finite_number(value) -> bool:
