@@ -33,6 +33,10 @@ diffusers' `LCMScheduler`). Its `model_index.json` records `distilled_guidance` 
 UNet forward per step, no null branch; another w is refused) and `default_inference_steps` (the steps
 `pipe(digit=3)` takes when none are given).
 
+Class labels. `digit` has diffusers' name too: `class_labels` (as `DiTPipeline` takes it; give one of the two).
+`pipe.labels` maps label names to class ids and `pipe.get_label_ids(["three", "7"])` turns names into ids, from the
+`id2label` map stored in `model_index.json` (by default each digit is named by its numeral and its English word).
+
 Null class. The UNet is a `UNet2DModel` with `num_class_embeds = 11`; labels 0-9 are digits and the
 "no label" id used for the unconditional branch (label dropout during training) is stored in the
 pipeline's config as `null_class_id` (model_index.json), so no magic number lives in the code.
@@ -70,6 +74,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 NUM_DIGITS = 10
 DEFAULT_GUIDANCE = 2.0  # w, the report's setting
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# DiTPipeline's form: class id (a string, as JSON keys are) -> comma-separated names of the class
+DIGIT_ID2LABEL = {str(digit): f"{digit}, {word}" for digit, word in enumerate(DIGIT_WORDS)}
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # Steps that give good digits when the caller names none: the ancestral DDPM sampler needs every trained step,
 # multistep solvers (they take a `solver_order`) are good at 6-10, DDIM-style ones at 50.
@@ -112,6 +119,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             conditional input, and a call asking for another w is refused.
         default_inference_steps (`int`, *optional*):
             The steps a call without `num_inference_steps` takes (else `default_inference_steps(scheduler)`).
+        id2label (`dict[str, str]`, *optional*):
+            `DiTPipeline`'s label map: each digit's id ("0"-"9") to its comma-separated names, stored in
+            `model_index.json`. Defaults to `DIGIT_ID2LABEL` ("3" -> "3, three"). `pipe.labels` is its inverse.
     """
 
     model_cpu_offload_seq = "unet"
@@ -124,6 +134,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         null_class_id: int = NUM_DIGITS,
         distilled_guidance: float | None = None,
         default_inference_steps: int | None = None,
+        id2label: dict[str, str] | None = None,
     ):
         super().__init__()
         num_class_embeds = unet.config.num_class_embeds
@@ -137,12 +148,37 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         steps = default_inference_steps
         if steps is not None and not (_is_int(steps) and steps >= 1):
             raise ValueError(f"default_inference_steps must be an int >= 1 or None, got {default_inference_steps!r}")
+        id2label = _checked_id2label(DIGIT_ID2LABEL if id2label is None else id2label)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(
             null_class_id=null_class_id,
             distilled_guidance=distilled_guidance,
             default_inference_steps=default_inference_steps,
+            id2label=id2label,
         )
+        # as in DiTPipeline: every comma-separated name of a class -> its id, sorted by name
+        self.labels = dict(
+            sorted((name.strip(), int(key)) for key, names in id2label.items() for name in names.split(","))
+        )
+
+    def get_label_ids(self, label: str | Sequence[str]) -> list[int]:
+        r"""The class ids of label names, for `class_labels` (`DiTPipeline.get_label_ids`).
+
+        Args:
+            label (`str` or `list[str]`):
+                A name of `pipe.labels` ("three", "3") or a list of them. A bare string is one name (DiT would
+                split it into characters).
+
+        Returns:
+            `list[int]`: the id of each name, in order.
+        """
+        names = [label] if isinstance(label, str) else list(label) if isinstance(label, Sequence) else [label]
+        for name in names:
+            if not isinstance(name, str) or name not in self.labels:
+                raise ValueError(
+                    f"label {name!r} is not a name of this pipeline's classes; choose from: {', '.join(self.labels)}"
+                )
+        return [self.labels[name] for name in names]
 
     @classmethod
     def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
@@ -205,6 +241,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         latents=None,
         guidance_scale=None,
         generator=None,
+        class_labels=None,
     ) -> None:
         """Raise a ValueError naming the argument for any input `__call__` cannot honour, before any work.
 
@@ -212,12 +249,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         both None mean w = 2. Type errors are ValueErrors here too, so that a float digit or image count fails with
         its name rather than deep inside `range` or `torch.tensor`.
         """
-        digits = _digit_list(digit)
-        if not digits:
-            raise ValueError("digit is an empty list: there is nothing to sample")
-        for value in digits:
-            if not _is_int(value) or not 0 <= value < NUM_DIGITS:
-                raise ValueError(f"digit must be an int in 0-{NUM_DIGITS - 1}, got {value!r}")
+        digits = _checked_class_ids(digit, class_labels)
         if guidance is not None and guidance_scale is not None:
             raise ValueError(
                 f"give guidance (w, got {guidance!r}) or guidance_scale (diffusers' 1 + w, got {guidance_scale!r}), "
@@ -308,7 +340,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        digit: int | Sequence[int] = 0,
+        digit: int | Sequence[int] | None = None,
         guidance: float | None = None,
         num_images_per_digit: int = 1,
         num_inference_steps: int | None = None,
@@ -320,12 +352,14 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         guidance_scale: float | None = None,
+        class_labels: int | Sequence[int] | None = None,
     ) -> ConditionalDDPMPipelineOutput | tuple:
         r"""Generate `num_images_per_digit` images of each digit in `digit`.
 
         Args:
             digit (`int` or `list[int]`, *optional*, defaults to 0):
-                A digit 0-9 or a list of them (repeats allowed); the output is digit-major.
+                A digit 0-9 or a list of them (repeats allowed); the output is digit-major. Give this or
+                `class_labels`, not both.
             guidance (`float`, *optional*, defaults to 2.0):
                 The report's guidance weight w (finite, >= 0): eps = (1 + w) eps(x, c) - w eps(x, null). w = 0 is
                 the plain conditional model. Give this or `guidance_scale`, not both.
@@ -361,6 +395,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 callback receives.
             guidance_scale (`float`, *optional*):
                 diffusers' spelling of the guidance, s = 1 + w (finite, >= 1; 1 is unguided).
+            class_labels (`int` or `list[int]`, *optional*):
+                diffusers' name of `digit` (`DiTPipeline`'s): class ids 0-9, e.g. `pipe.get_label_ids(["three"])`.
 
         Examples:
 
@@ -393,6 +429,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             latents,
             guidance_scale,
             generator,
+            class_labels,
         )
         if guidance_scale is None:
             built_in = self.config.get("distilled_guidance")
@@ -400,7 +437,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 guidance = DEFAULT_GUIDANCE if built_in is None else built_in
             guidance_scale = 1 + guidance
         self._guidance_scale = guidance_scale
-        digits = _digit_list(digit)
+        digits = _class_id_list(digit, class_labels)
         if num_inference_steps is None:  # not `or`: 0 is an error (check_inputs), not "the default"
             num_inference_steps = self._default_steps()
         labels = [int(d) for d in digits for _ in range(num_images_per_digit)]
@@ -477,9 +514,60 @@ def _is_int(value) -> bool:
 
 
 def _digit_list(digit) -> list:
-    """The entries of `digit` (one value, a sequence or an array) as a list, not yet checked."""
+    """The entries of `digit` (one value, a sequence or an array; nested ones read in order, as DiT's reshape(-1))
+    as a list, not yet checked."""
     if isinstance(digit, (np.ndarray, torch.Tensor)):
         return digit.reshape(-1).tolist()
     if isinstance(digit, Sequence) and not isinstance(digit, (str, bytes)):
-        return list(digit)
+        return [value for entry in digit for value in _digit_list(entry)]
     return [digit]
+
+
+def _class_id_list(digit, class_labels) -> list:
+    """The class ids asked for by `digit` or its diffusers name `class_labels` (neither: digit 0), not yet checked."""
+    if class_labels is not None:
+        return _digit_list(class_labels)
+    return _digit_list(0 if digit is None else digit)
+
+
+def _checked_class_ids(digit, class_labels) -> list:
+    """`_class_id_list`, or a ValueError naming the argument: both given, empty, or not an id 0-9."""
+    if digit is not None and class_labels is not None:
+        raise ValueError(
+            f"give digit (got {digit!r}) or class_labels (diffusers' name for the same, got {class_labels!r}), not both"
+        )
+    name = "digit" if class_labels is None else "class_labels"
+    ids = _class_id_list(digit, class_labels)
+    if not ids:
+        raise ValueError(f"{name} is an empty list: there is nothing to sample")
+    for value in ids:
+        if isinstance(value, str):
+            raise ValueError(
+                f"{name} must be an int in 0-{NUM_DIGITS - 1}, got the name {value!r}: "
+                f"pipe.get_label_ids([{value!r}]) gives its id"
+            )
+        if not _is_int(value) or not 0 <= value < NUM_DIGITS:
+            raise ValueError(f"{name} must be an int in 0-{NUM_DIGITS - 1}, got {value!r}")
+    return ids
+
+
+def _checked_id2label(id2label) -> dict[str, str]:
+    """`id2label` with string keys (JSON's, so that a saved and a loaded pipeline agree), or a ValueError: the keys
+    must be the digits' ids 0-9, each once, and the names non-empty and not shared between classes."""
+    if not isinstance(id2label, dict):
+        raise ValueError(f"id2label must be a dict of class id -> names, got {type(id2label).__name__}")
+    keys = {}
+    for key, names in id2label.items():
+        if isinstance(key, bool) or not isinstance(key, (int, str)) or not str(key).isdigit():
+            raise ValueError(f"id2label's keys must be class ids 0-{NUM_DIGITS - 1}, got {key!r}")
+        if not isinstance(names, str) or not all(name.strip() for name in names.split(",")):
+            raise ValueError(f"id2label[{key!r}] must be comma-separated non-empty names, got {names!r}")
+        keys.setdefault(int(key), []).append(names)
+    if sorted(keys) != list(range(NUM_DIGITS)) or any(len(v) > 1 for v in keys.values()):
+        raise ValueError(f"id2label must name each class id 0-{NUM_DIGITS - 1} once, got the keys {list(id2label)}")
+    owner = {}
+    for key, (names,) in sorted(keys.items()):
+        for name in (name.strip() for name in names.split(",")):
+            if owner.setdefault(name, key) != key:
+                raise ValueError(f"id2label names both class {owner[name]} and class {key} {name!r}")
+    return {str(key): names for key, (names,) in sorted(keys.items())}
