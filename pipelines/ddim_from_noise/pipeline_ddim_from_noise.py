@@ -52,6 +52,7 @@ import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import deprecate
 from diffusers.utils.torch_utils import randn_tensor
 
 # The same bound as adapters.faces.MAX_NOISE_MAGNITUDE, repeated because this file ships alone to the Hub: a standard
@@ -210,11 +211,11 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
                 f"{path} is not a saved {cls.__name__}: there is no pipeline whose {replaced} to replace; "
                 f"use {cls.__name__}.from_unet(unet, preset) with your own UNet"
             )
-        dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+        dtype = _dtype_argument(kwargs)
         if isinstance(dtype, dict):  # diffusers' per-component form
             dtype = dtype.get("unet", dtype.get("default"))
         if dtype is not None:
-            kwargs["torch_dtype"] = dtype
+            kwargs["dtype"] = dtype
         unet = _load_unet(path, kwargs)
         _refuse_conditional_unet(unet, path)  # before the schedule warning: the clearer of the two problems
         _check_training_schedule(path, hub_kwargs)
@@ -434,6 +435,18 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             ):
                 return name
         return "custom"
+
+
+def _dtype_argument(kwargs: dict):
+    """`dtype` popped from `from_pretrained`'s kwargs, or its deprecated name `torch_dtype` with diffusers' own
+    deprecation; both at once is an error, as in `DiffusionPipeline.from_pretrained`."""
+    torch_dtype, dtype = kwargs.pop("torch_dtype", None), kwargs.pop("dtype", None)
+    if torch_dtype is None:
+        return dtype
+    if dtype is not None:
+        raise ValueError("give dtype or torch_dtype (diffusers' deprecated name of dtype), not both")
+    deprecate("torch_dtype", "1.0.0", "Please use `dtype` instead.")
+    return torch_dtype
 
 
 def _noise_list(noise) -> list:
