@@ -250,40 +250,11 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         its name rather than deep inside `range` or `torch.tensor`.
         """
         digits = _checked_class_ids(digit, class_labels)
-        if guidance is not None and guidance_scale is not None:
-            raise ValueError(
-                f"give guidance (w, got {guidance!r}) or guidance_scale (diffusers' 1 + w, got {guidance_scale!r}), "
-                "not both"
-            )
-        # nan > 0 is False (it would silently run unguided) and w = inf turns every image black.
-        if guidance_scale is not None:
-            if not _is_finite_number(guidance_scale) or guidance_scale < 1:
-                raise ValueError(f"guidance_scale must be a finite number >= 1 (1 + w), got {guidance_scale!r}")
-        elif guidance is not None:
-            if not _is_finite_number(guidance):
-                raise ValueError(f"guidance must be a finite number w >= 0, got {guidance!r}")
-            if guidance < 0:
-                raise ValueError(f"guidance w must be >= 0 (eps = (1+w)*eps(c) - w*eps(null)), got {guidance}")
+        _check_guidance(guidance, guidance_scale)
         if not _is_int(num_images_per_digit) or num_images_per_digit < 1:
             raise ValueError(f"num_images_per_digit must be an int >= 1, got {num_images_per_digit!r}")
-        distilled = self.config.get("distilled_guidance")
-        if distilled is not None:
-            asked = guidance_scale - 1 if guidance_scale is not None else guidance
-            if asked is not None and not math.isclose(asked, distilled, abs_tol=1e-9):
-                raise ValueError(
-                    f"this model was distilled with the guidance built in at w = {distilled:g}; it cannot sample at "
-                    f"w = {asked:g}. Leave guidance out, or use the teacher for other w"
-                )
-        # the most steps: every trained one, or for a consistency sampler the teacher steps it was distilled on
-        distilled_steps = self.scheduler.config.get("original_inference_steps")
-        most = distilled_steps or self.scheduler.config.num_train_timesteps
-        steps = num_inference_steps
-        if steps is not None and not (_is_int(steps) and 1 <= steps <= most):
-            which = "teacher steps it was distilled on" if distilled_steps else "steps the model was trained with"
-            raise ValueError(
-                f"num_inference_steps must be an int between 1 and the {most} {which} "
-                f"(or None for the default), got {num_inference_steps!r}"
-            )
+        _check_distilled_guidance(guidance, guidance_scale, self.config.get("distilled_guidance"))
+        _check_inference_steps(num_inference_steps, self.scheduler.config)
         num_images = len(digits) * num_images_per_digit
         if latents is not None:
             expected = (num_images, *self.sample_shape())
@@ -321,6 +292,39 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             if latents is None:
                 return drawn
         return latents.to(device=device, dtype=dtype)
+
+    @classmethod
+    def check_call_arguments(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        guidance: float | None = None,
+        guidance_scale: float | None = None,
+        num_inference_steps: int | None = None,
+        spelling: dict[str, str] | None = None,
+        **hub_kwargs,
+    ) -> None:
+        r"""The rules of `__call__` on guidance and steps, checked against a saved folder before any weight loads.
+
+        The same rules (and messages) as `check_inputs`, with the model's part read from the folder's
+        `model_index.json` (`distilled_guidance`) and scheduler config (trained or distilled steps). The commands
+        call it on their flags before loading the model.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`):
+                A saved `ConditionalDDPMPipeline` folder or Hub id.
+            guidance, guidance_scale, num_inference_steps:
+                As in `__call__` (None: the default).
+            spelling (`dict[str, str]`, *optional*):
+                How the caller names the arguments in messages, e.g. `{"guidance": "--guidance"}`.
+            hub_kwargs:
+                `revision`, `local_files_only`, ... as for `from_pretrained`.
+        """
+        _check_guidance(guidance, guidance_scale, spelling)
+        index = DiffusionPipeline.load_config(pretrained_model_name_or_path, **hub_kwargs)
+        _check_distilled_guidance(guidance, guidance_scale, index.get("distilled_guidance"), spelling)
+        # any scheduler class reads scheduler_config.json as it stands (read, not built)
+        scheduler_config = DDPMScheduler.load_config(pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs)
+        _check_inference_steps(num_inference_steps, scheduler_config, spelling)
 
     def sample_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of one image x_t."""
@@ -501,6 +505,54 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         if not return_dict:
             return images, labels, intermediates
         return ConditionalDDPMPipelineOutput(images=images, labels=labels, intermediates=intermediates)
+
+
+def _spelled(name: str, spelling: dict[str, str] | None) -> str:
+    """An argument's name as the caller spells it (a command's `--guidance`), for messages."""
+    return (spelling or {}).get(name, name)
+
+
+def _check_guidance(guidance, guidance_scale, spelling: dict[str, str] | None = None) -> None:
+    """`guidance` (w) or `guidance_scale` (1 + w), not both; finite, w >= 0. None: the default."""
+    g, gs = _spelled("guidance", spelling), _spelled("guidance_scale", spelling)
+    if guidance is not None and guidance_scale is not None:
+        raise ValueError(f"give {g} (w, got {guidance!r}) or {gs} (diffusers' 1 + w, got {guidance_scale!r}), not both")
+    # nan > 0 is False (it would silently run unguided) and w = inf turns every image black.
+    if guidance_scale is not None:
+        if not _is_finite_number(guidance_scale) or guidance_scale < 1:
+            raise ValueError(f"{gs} must be a finite number >= 1 (1 + w), got {guidance_scale!r}")
+    elif guidance is not None:
+        if not _is_finite_number(guidance):
+            raise ValueError(f"{g} must be a finite number w >= 0, got {guidance!r}")
+        if guidance < 0:
+            raise ValueError(f"{g} w must be >= 0 (eps = (1+w)*eps(c) - w*eps(null)), got {guidance}")
+
+
+def _check_distilled_guidance(guidance, guidance_scale, distilled, spelling: dict[str, str] | None = None) -> None:
+    """A guidance-distilled student (`distilled_guidance` = its built-in w) samples at that w only."""
+    if distilled is None:
+        return
+    asked = guidance_scale - 1 if guidance_scale is not None else guidance
+    if asked is not None and not math.isclose(asked, distilled, abs_tol=1e-9):
+        name = _spelled("guidance_scale" if guidance_scale is not None else "guidance", spelling)
+        raise ValueError(
+            f"this model was distilled with the guidance built in at w = {distilled:g}; it cannot sample at "
+            f"w = {asked:g} ({name}). Leave {name} out, or use the teacher for other w"
+        )
+
+
+def _check_inference_steps(num_inference_steps, scheduler_config, spelling: dict[str, str] | None = None) -> None:
+    """An int from 1 to every trained step, or for a consistency sampler the teacher steps it was distilled on;
+    None: the default."""
+    distilled_steps = scheduler_config.get("original_inference_steps")
+    most = distilled_steps or scheduler_config.get("num_train_timesteps", 1000)  # diffusers schedulers' default
+    steps = num_inference_steps
+    if steps is not None and not (_is_int(steps) and 1 <= steps <= most):
+        which = "teacher steps it was distilled on" if distilled_steps else "steps the model was trained with"
+        raise ValueError(
+            f"{_spelled('num_inference_steps', spelling)} must be an int between 1 and the {most} {which} "
+            f"(or None for the default), got {num_inference_steps!r}"
+        )
 
 
 def _is_finite_number(value) -> bool:
