@@ -1,10 +1,10 @@
-"""Seeds of the noise a sampler adds during its steps, kept apart from the seeds of the initial noises.
+"""Seeds of the noise a sampler adds during its steps, one stream per image or batch, for the commands.
 
-The commands draw each initial noise x_T from a small seeded generator (`image_seed`, `save_face_noises`, a
-user's `torch.manual_seed(0)`). A stochastic step (DDPM, DDIM with eta > 0, LCM) draws fresh noise z from
-another generator; seeded with the same number, that generator draws the very numbers of x_T, and the step
-adds x_T to itself instead of independent noise: the image keeps noise it never loses. `step_noise_seed`
-mixes the keys with a fixed tag through NumPy's SeedSequence into 63 bits, a stream that no small seed reaches.
+The commands draw each initial noise x_T from a small seeded generator (`image_seed`, `save_face_noises`) and give
+the pipeline a step generator of its own, so that an image's step noise depends on its keys (seed, digit, index)
+and not on the batch it lands in. The pipelines need no such care: like diffusers' they draw x_T from the
+generator first (setting the draw aside when x_T is given), so even a generator seeded like the initial noise gives
+fresh step noise. `step_noise_seed` mixes the keys with a fixed tag through NumPy's SeedSequence into 63 bits.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-STEP_NOISE_TAG = 0x5E9  # any constant: it only has to differ from what initial noises use (nothing)
+STEP_NOISE_TAG = 0x5E9  # any constant: it keeps these streams apart from a generator seeded with the keys alone
 
 
 def step_noise_seed(*keys: int) -> int:

@@ -114,3 +114,39 @@ def test_user_error_is_one_line_and_exit_status_2(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: --pretrained") and "does not exist" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"guidance": float("nan")},
+        {"guidance": -1.0},
+        {"num_inference_steps": 0},
+        {"num_inference_steps": TRAIN_STEPS + 1},
+    ],
+)
+def test_the_command_and_the_pipeline_refuse_with_one_message(model_dir, tmp_path, monkeypatch, call):
+    """One rule set: the command's message is the pipeline's, with the flag's spelling, and comes before any weight
+    loads."""
+    flag, value = next(iter(call.items()))
+    with pytest.raises(ValueError) as from_pipeline:
+        pipe = ConditionalDDPMPipeline.from_pretrained(model_dir)
+        pipe(digit=3, **call)
+    monkeypatch.setattr(
+        ConditionalDDPMPipeline, "from_pretrained", lambda *a, **k: pytest.fail("loaded before the checks")
+    )
+    with pytest.raises(ValueError) as from_command:
+        course_output.parse_args(argv(model_dir, tmp_path / "out", f"--{flag}", str(value)))
+    assert str(from_command.value) == str(from_pipeline.value).replace(flag, f"--{flag}", 1)
+    assert not (tmp_path / "out").exists()
+
+
+def test_check_call_arguments_reads_the_folder_before_any_weight(model_dir, monkeypatch):
+    from diffusers import UNet2DModel
+
+    monkeypatch.setattr(UNet2DModel, "from_pretrained", lambda *a, **k: pytest.fail("weights loaded"))
+    ConditionalDDPMPipeline.check_call_arguments(model_dir, guidance=0.5, num_inference_steps=TRAIN_STEPS)
+    with pytest.raises(ValueError, match=f"between 1 and the {TRAIN_STEPS} steps the model was trained with"):
+        ConditionalDDPMPipeline.check_call_arguments(model_dir, num_inference_steps=TRAIN_STEPS + 1)
+    with pytest.raises(ValueError, match="give guidance .* or guidance_scale .* not both"):
+        ConditionalDDPMPipeline.check_call_arguments(model_dir, guidance=1.0, guidance_scale=2.0)

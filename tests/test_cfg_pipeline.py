@@ -225,6 +225,10 @@ def test_save_load_round_trip(pipe, tmp_path):
         ({"latents": torch.randn(4, 1, 8, 8)}, r"latents must be a tensor of shape \(4, 3, 8, 8\)"),
         ({"latents": np.zeros((4, 3, 8, 8))}, "got ndarray"),
         ({"latents": torch.full((4, 3, 8, 8), float("nan"))}, "finite"),
+        ({"class_labels": [1, 7]}, r"give digit \(got \[1, 7\]\) or class_labels \(diffusers' name .* not both"),
+        ({"digit": None, "class_labels": [1, 10]}, "class_labels must be an int in 0-9, got 10"),
+        ({"digit": None, "class_labels": []}, "class_labels is an empty list"),
+        ({"digit": None, "class_labels": "three"}, r"got the name 'three': pipe.get_label_ids\(\['three'\]\)"),
     ],
 )
 def test_bad_inputs_raise(pipe, kwargs, message):
@@ -372,3 +376,60 @@ def test_course_output_command_bad_input(tmp_path):
         cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--digits", "10"])
     with pytest.raises(ValueError, match="images_per_digit"):
         cli.parse_args(["--pretrained", str(tmp_path), "--output_dir", str(tmp_path), "--images_per_digit", "0"])
+
+
+# ---- diffusers' class-label vocabulary (DiTPipeline's) ----
+
+
+def test_class_labels_is_digit_under_diffusers_name(pipe):
+    by_digit = sample(pipe, num_inference_steps=3)
+    by_class_labels = sample(pipe, digit=None, class_labels=[1, 7], num_inference_steps=3)
+    assert torch.equal(by_class_labels.images, by_digit.images) and by_class_labels.labels == [1, 1, 7, 7]
+    # DiT's reshape(-1): nested lists (what diffusers' battery batches) are read in order
+    nested = sample(pipe, digit=None, class_labels=[[1], [7]], num_inference_steps=3)
+    assert torch.equal(nested.images, by_digit.images)
+    # neither given: digit 0, as before
+    assert pipe(num_inference_steps=2, output_type="np").labels == [0]
+
+
+def test_labels_and_get_label_ids_as_dit_has_them(pipe):
+    assert pipe.labels["three"] == pipe.labels["3"] == 3 and len(pipe.labels) == 20
+    assert list(pipe.labels) == sorted(pipe.labels)
+    assert pipe.get_label_ids(["three", "7"]) == [3, 7]
+    assert pipe.get_label_ids("three") == [3]  # one name, not the characters t, h, r, e, e
+    assert pipe.get_label_ids("7") == [7]
+    for bad in (["three", "eleven"], ["thirteen"], [3]):
+        with pytest.raises(ValueError, match=r"is not a name of this pipeline's classes; choose from: 0, 1, "):
+            pipe.get_label_ids(bad)
+
+
+def test_id2label_is_stored_with_the_folder(tmp_path):
+    components = get_dummy_components()
+    names = {str(d): f"digit {d}, {'even' if d % 2 == 0 else 'odd'} {d}" for d in range(10)}
+    ConditionalDDPMPipeline(**components, id2label=names).save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "model_index.json").read_text())["id2label"] == names
+    loaded = ConditionalDDPMPipeline.from_pretrained(tmp_path)
+    assert loaded.config.id2label == names and loaded.get_label_ids(["odd 3", "digit 8"]) == [3, 8]
+    # int keys (a Python dict) are stored as JSON keeps them, so a saved and a loaded pipeline agree
+    by_int = ConditionalDDPMPipeline(**components, id2label={int(k): v for k, v in names.items()})
+    assert by_int.config.id2label == names
+    for shipped in ("cfg-mnistm", "cfg-mnistm-small", "cfg-mnistm-fast"):
+        index = json.loads((REPO_ROOT / "hub_cards" / shipped / "model_index.json").read_text())
+        assert index["id2label"]["3"] == "3, three", shipped
+
+
+@pytest.mark.parametrize(
+    "id2label, message",
+    [
+        ({str(d): str(d) for d in range(9)}, "id2label must name each class id 0-9 once"),
+        ({**{str(d): str(d) for d in range(10)}, "10": "null"}, "id2label must name each class id 0-9 once"),
+        ({**{str(d): str(d) for d in range(10)}, 3: "three"}, "id2label must name each class id 0-9 once"),
+        ({**{str(d): str(d) for d in range(10)}, "4": "4, 3"}, "id2label names both class 3 and class 4 '3'"),
+        ({**{str(d): str(d) for d in range(10)}, "x": "x"}, "id2label's keys must be class ids 0-9, got 'x'"),
+        ({**{str(d): str(d) for d in range(10)}, "5": "five,"}, r"id2label\['5'\] must be comma-separated non-empty"),
+        ([str(d) for d in range(10)], "id2label must be a dict"),
+    ],
+)
+def test_bad_id2label_is_a_clear_error(id2label, message):
+    with pytest.raises(ValueError, match=message):
+        ConditionalDDPMPipeline(**get_dummy_components(), id2label=id2label)

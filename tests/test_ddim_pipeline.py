@@ -54,6 +54,8 @@ def reference_sample(unet, noise, steps, eta, preset, generator=None):
     alpha_bars = reference_alpha_bars(preset)
     timesteps, ratio = reference_timesteps(preset, steps)
     x = noise.double().numpy()
+    if generator is not None:
+        torch.randn(noise.shape, generator=generator)  # the draw of x_T comes first, as in diffusers' DDIMPipeline
     for t in timesteps:
         with torch.no_grad():
             eps = unet(torch.from_numpy(x).float(), t).sample.double().numpy()
@@ -373,25 +375,74 @@ def test_bad_arguments_are_clear_errors():
         pipe(noise, num_inference_steps=2, callback_on_step_end=dict, callback_on_step_end_tensor_inputs=["sample"])
 
 
-@pytest.mark.parametrize("replayed_at_step", [1, 2])
-def test_step_noise_that_replays_the_initial_noise_is_refused(replayed_at_step):
-    """A step generator seeded like the initial noise would add x_T to itself (the eta grid's noisy rows)."""
-    pipe = make_pipe()
-    seeded = torch.Generator().manual_seed(0)
-    draws = [torch.randn(2, 3, 8, 8, generator=seeded) for _ in range(replayed_at_step)]
-    noise = draws[-1]
-    with pytest.raises(ValueError, match=f"noise for step {replayed_at_step} repeats the initial noise of image 0"):
-        pipe(noise, eta=0.3, num_inference_steps=4, generator=torch.Generator().manual_seed(0))
-    # one generator per image, seeded like the noise of image 1 only
-    single = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
-    other = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(6))
-    generators = [torch.Generator().manual_seed(9), torch.Generator().manual_seed(5)]
-    with pytest.raises(ValueError, match="image 1"):
-        pipe(torch.cat([other, single]), eta=0.5, num_inference_steps=3, generator=generators)
-    # eta = 0 draws nothing, and an independent generator is fine; neither changes what the call draws
-    pipe(noise, eta=0.0, num_inference_steps=4, generator=torch.Generator().manual_seed(0))
+# ---- the generator's stream: diffusers' DDIMPipeline side by side ----
+
+# diffusers' tests/pipelines/ddim/test_ddim.py compares DDIMPipeline's images with this tolerance; both pipelines run
+# the same operations in the same order, so on one CPU the images agree to the last bit (max difference 0.0 here).
+DIFFUSERS_DDIM_TOLERANCE = 1e-3
+
+
+def diffusers_and_ours(unet):
+    from diffusers import DDIMPipeline, DDIMScheduler
+
+    reference = DDIMPipeline(unet, DDIMScheduler())
+    # DDIMPipeline maps x_0 to (x + 1) / 2, clamped: the "clamp" normalisation
+    ours = DDIMFromNoisePipeline(unet, DDIMScheduler(), image_normalization="clamp")
+    for pipe in (reference, ours):
+        pipe.set_progress_bar_config(disable=True)
+    return reference, ours
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_noise_and_generator_from_one_seed_give_diffusers_ddim_pipeline_images(eta):
+    """The initial noise drawn from seed s and the generator seeded s: DDIMPipeline(generator=seed s)'s images."""
+    reference, ours = diffusers_and_ours(tiny_unet())
+    expected = reference(generator=torch.manual_seed(3), eta=eta, num_inference_steps=4, output_type="np").images
+    noise = torch.randn(1, 3, 8, 8, generator=torch.manual_seed(3))
+    images = ours(noise, generator=torch.manual_seed(3), eta=eta, num_inference_steps=4, output_type="np").images
+    assert np.abs(images - expected).max() <= DIFFUSERS_DDIM_TOLERANCE
+    if eta > 0:  # the step noise matters: another step generator changes the images
+        other = ours(noise, generator=torch.manual_seed(4), eta=eta, num_inference_steps=4, output_type="np").images
+        assert np.abs(other - expected).max() > 10 * DIFFUSERS_DDIM_TOLERANCE
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_per_image_generators_give_diffusers_ddim_pipeline_images(eta):
+    """One generator per image: randn_tensor draws image i from generator i, x_T and then every step's noise."""
+    reference, ours = diffusers_and_ours(tiny_unet())
+
+    def generators():
+        return [torch.Generator().manual_seed(seed) for seed in (5, 6, 7)]
+
+    expected = reference(batch_size=3, generator=generators(), eta=eta, num_inference_steps=3, output_type="np")
+    noise = [torch.randn(3, 8, 8, generator=g) for g in generators()]  # the same seeds again, one image each
+    images = ours(noise, generator=generators(), eta=eta, num_inference_steps=3, output_type="np").images
+    assert np.abs(images - expected.images).max() <= DIFFUSERS_DDIM_TOLERANCE
+    # image 1 alone, with its own generator, is image 1 of the batch
+    alone = ours(noise[1], generator=[generators()[1]], eta=eta, num_inference_steps=3, output_type="np").images
+    assert np.abs(alone[0] - images[1]).max() <= DIFFUSERS_DDIM_TOLERANCE
+
+
+def test_a_given_noise_consumes_the_generator_as_drawing_it_would():
+    """After the call, the generator stands where DDIMPipeline's would: x_T's draw and, at eta > 0, every step's."""
+    reference, ours = diffusers_and_ours(tiny_unet())
+    noise = torch.randn(2, 3, 8, 8, generator=torch.manual_seed(0))
+    for eta in (0.0, 0.7):
+        theirs, mine = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+        reference(batch_size=2, generator=theirs, eta=eta, num_inference_steps=3, output_type="np")
+        ours(noise, generator=mine, eta=eta, num_inference_steps=3, output_type="np")
+        assert torch.equal(theirs.get_state(), mine.get_state())
+    # without a generator nothing is drawn: the global generator is untouched
+    torch.manual_seed(2)
+    ours(noise, eta=0.0, num_inference_steps=2, output_type="np")
+    assert torch.equal(torch.get_rng_state(), torch.manual_seed(2).get_state())
+
+
+def test_a_seeded_step_generator_is_deterministic():
     from pipelines.seeds import step_noise_generator
 
+    pipe = make_pipe()
+    noise = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
     first = pipe(noise, eta=0.3, num_inference_steps=4, generator=step_noise_generator(0), output_type="pt")
     again = pipe(noise, eta=0.3, num_inference_steps=4, generator=step_noise_generator(0), output_type="pt")
     assert torch.equal(first.images, again.images)

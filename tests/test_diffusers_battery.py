@@ -13,6 +13,7 @@ import unittest
 
 import torch
 from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.utils.torch_utils import randn_tensor
 
 from pipelines import ConditionalDDPMPipeline, DDIMFromNoisePipeline, ddim_scheduler
 from tests.diffusers_battery.pipelines_common import PipelineTesterMixin
@@ -21,6 +22,9 @@ from tests.diffusers_battery.testing_utils import torch_device
 NO_PROMPT = "no text encoder: the pipeline is conditioned on class labels (or nothing), not on a prompt"
 NOT_STABLE_DIFFUSION = "not a StableDiffusionMixin pipeline: there is no VAE, the UNet works on pixels"
 NO_OPTIONAL_COMPONENTS = "the pipeline has no optional components (_optional_components is empty)"
+# diffusers' tests/pipelines/pipeline_params.py, which DiTPipeline's tests use
+CLASS_CONDITIONED_IMAGE_GENERATION_PARAMS = frozenset(["class_labels"])
+CLASS_CONDITIONED_IMAGE_GENERATION_BATCH_PARAMS = frozenset(["class_labels"])
 
 
 def dummy_unet(num_class_embeds=None):
@@ -91,6 +95,7 @@ class ConditionalDDPMPipelineBatteryTests(FastOnTheCPU, NeitherPromptNorVAE, Pip
     required_optional_params = PipelineTesterMixin.required_optional_params - {"num_images_per_prompt"}
     test_layerwise_casting = True
     test_group_offloading = True
+    label_argument = "digit"
 
     def get_dummy_components(self):
         return {"unet": dummy_unet(num_class_embeds=11), "scheduler": DDPMScheduler(), "null_class_id": 10}
@@ -114,9 +119,27 @@ class ConditionalDDPMPipelineBatteryTests(FastOnTheCPU, NeitherPromptNorVAE, Pip
         for batch_size in (1, 2):
             for num_images_per_digit in (1, 2):
                 inputs = self.get_dummy_inputs(torch_device)
-                inputs["digit"] = batch_size * [inputs["digit"]]
+                inputs[self.label_argument] = batch_size * [inputs[self.label_argument]]
                 images = pipe(**inputs, num_images_per_digit=num_images_per_digit)[0]
                 self.assertEqual(images.shape[0], batch_size * num_images_per_digit)
+
+
+class ConditionalDDPMPipelineClassLabelsBatteryTests(ConditionalDDPMPipelineBatteryTests):
+    """The same pipeline set up as diffusers sets up DiTPipeline's tests (tests/pipelines/dit/test_dit.py): the class
+    ids in `class_labels`, `[1]`, batched by the mixin as `[[1], [1], ...]`. `latents` stays among the required
+    optional arguments (DiT's tests drop it, since DiTPipeline has none; this pipeline takes it)."""
+
+    params = CLASS_CONDITIONED_IMAGE_GENERATION_PARAMS
+    batch_params = CLASS_CONDITIONED_IMAGE_GENERATION_BATCH_PARAMS
+    label_argument = "class_labels"
+
+    def get_dummy_inputs(self, device, seed=0):
+        return {
+            "class_labels": [1],
+            "generator": device_generator(device, seed),
+            "num_inference_steps": 2,
+            "output_type": "np",
+        }
 
 
 class DDIMFromNoisePipelineBatteryTests(FastOnTheCPU, NeitherPromptNorVAE, PipelineTesterMixin, unittest.TestCase):
@@ -138,13 +161,13 @@ class DDIMFromNoisePipelineBatteryTests(FastOnTheCPU, NeitherPromptNorVAE, Pipel
         }
 
     def get_dummy_inputs(self, device, seed=0):
-        generator = device_generator(device, seed)
-        # eta > 0 so that the generator draws the noise of every step, as in DDPM
+        # DDIMPipeline's test inputs (tests/pipelines/ddim/test_ddim.py), with x_T given as `noise`: drawn as
+        # DDIMPipeline draws it, from a generator seeded like the call's own. eta = 1, so that the same generator
+        # then draws the noise of every step.
         return {
-            # not `seed` itself: the step generator is seeded with it, and would draw this very noise again
-            "noise": torch.randn((1, 3, 8, 8), generator=torch.Generator().manual_seed(seed + 1000)),
-            "eta": 0.5,
-            "generator": generator,
+            "noise": randn_tensor((1, 3, 8, 8), generator=device_generator(device, seed), device=torch.device(device)),
+            "eta": 1.0,
+            "generator": device_generator(device, seed),
             "num_inference_steps": 2,
             "output_type": "np",
         }

@@ -62,6 +62,7 @@ def test_folders_saved_before_the_transformers_port_still_load(tmp_path):
     save_file(model.state_dict(), str(tmp_path / "diffusion_pytorch_model.safetensors"))
     images = torch.rand(3, 3, 28, 28) * 2 - 1
     torch.testing.assert_close(DigitClassifier.from_pretrained(tmp_path)(images), model(images))
+    assert DigitClassifier.from_pretrained(tmp_path, dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
 def test_forward_rejects_wrong_channels():

@@ -105,7 +105,9 @@ def test_course_output_command_samples_a_student_and_refuses_other_guidance_or_s
     train_distill.main(train_distill.parse_args(flags(tmp_path, teacher)))
     student = str(tmp_path / "student")
     common = ["--pretrained", student, "--output_dir", str(tmp_path / "digits"), "--images_per_digit", "2"]
-    with pytest.raises(ValueError, match="distilled with guidance w = 2 built in"):
+    with pytest.raises(
+        ValueError, match=r"distilled with the guidance built in at w = 2; it cannot sample at w = 3 \(--guidance\)"
+    ):
         course_output.parse_args([*common, "--guidance", "3"])
     with pytest.raises(ValueError, match="samples with its own LCMScheduler, not --scheduler dpm"):
         course_output.parse_args([*common, "--scheduler", "dpm"])

@@ -429,8 +429,9 @@ def test_a_seed_no_generator_takes_is_refused_naming_seed(command, seed, capsys,
 def test_more_steps_than_trained_and_a_batch_of_zero_are_refused_before_the_work(capsys, tmp_path):
     course_output, _, _, score = _commands()
     argv = ["--pretrained", "cfg-mnistm-small", "--output_dir", tmp_path / "out", "--num_inference_steps", 100000]
-    assert "at most the 400 steps the model was trained with" in one_error_line(
-        course_output.cli, argv, capsys, tmp_path
+    assert (
+        "--num_inference_steps must be an int between 1 and the 400 steps the model was trained with"
+        in one_error_line(course_output.cli, argv, capsys, tmp_path)
     )
     argv = ["--images", _digit_images(tmp_path / "digits"), "--batch_size", 0]
     assert "--batch_size must be >= 1, got 0" in one_error_line(score.cli, argv, capsys, tmp_path)

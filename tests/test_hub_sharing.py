@@ -38,6 +38,9 @@ from tests.tiny_models import tiny_unet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HUB_CARDS = hub_cards.ROOT
+# MSE on the 0-255 scale (the course's grader's measure) within which a face counts as its GT/ image: the bound that
+# tests/test_ddim_shipped_model.py gives an independent float64 implementation (the grader passes below 20)
+GT_MSE_TOLERANCE = 0.5
 MODEL_FOLDERS = ["cfg-mnistm", "cfg-mnistm-small", "ddpm-lfw-faces", "dann-mnistm-usps", "mnistm-digit-classifier"]
 
 BLOCK_PROJECT = """
@@ -107,8 +110,11 @@ np.savez("images.npz", **out)
     pipe = DDIMFromNoisePipeline.from_pretrained(faces, preset="course")
     pipe.set_progress_bar_config(disable=True)
     noise = torch.load(faces / "noise" / "00.pt", weights_only=True)
-    # the folder's ground truth (the project's command's output, tests/test_ddim_shipped_model.py), exactly
-    assert np.array_equal(library["ddpm-lfw-faces"][0], np.asarray(Image.open(faces / "GT" / "00.png")))
+    # the folder's ground truth (the project's command's output, tests/test_ddim_shipped_model.py), by the course's
+    # measure: GT/ was rendered on one CPU, and another CPU's float sums round differently over 50 steps and the
+    # min-max mapping, so pixels may move by a level or two; another convention gives MSE 932.8 (README)
+    gt = np.asarray(Image.open(faces / "GT" / "00.png")).astype(np.float64)
+    assert np.mean((library["ddpm-lfw-faces"][0].astype(np.float64) - gt) ** 2) < GT_MSE_TOLERANCE
     eta = pipe(noise, eta=0.5, num_inference_steps=5, generator=torch.Generator().manual_seed(1), output_type="np")
     assert np.array_equal(eta.images, library["faces-eta"])
 

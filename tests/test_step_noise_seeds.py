@@ -1,8 +1,9 @@
-"""Step noise never replays the initial noise: the seeds the commands use, and the pipelines' refusal."""
+"""The step-noise seeds the commands use, and the conditional pipeline's generator stream: the draw of x_T first,
+as in diffusers, whether or not `latents` is given."""
 
 import pytest
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, LCMScheduler
 
 from pipelines.conditional_ddpm.course_output import image_seed
 from pipelines.conditional_ddpm.pipeline_conditional_ddpm import ConditionalDDPMPipeline
@@ -23,38 +24,46 @@ def test_step_noise_seed_is_deterministic_distinct_and_checked():
             step_noise_seed(*bad)
 
 
-def conditional_pipe(scheduler_class):
+def conditional_pipe(scheduler):
     unet = tiny_models.tiny_unet(num_class_embeds=11).eval()
-    pipe = ConditionalDDPMPipeline(unet, scheduler_class(num_train_timesteps=20), null_class_id=10)
+    pipe = ConditionalDDPMPipeline(unet, scheduler, null_class_id=10)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
 
-def test_conditional_pipeline_refuses_a_step_generator_seeded_like_the_latents():
-    pipe = conditional_pipe(DDPMScheduler)
-    shape = (2, *pipe.sample_shape())
-    latents = torch.randn(shape, generator=torch.Generator().manual_seed(image_seed(0, 3, 1)))
-    with pytest.raises(ValueError, match="noise for step 1 repeats the initial noise of image 0"):
-        pipe(
-            digit=3,
-            num_images_per_digit=2,
-            num_inference_steps=5,
-            latents=latents,
-            generator=torch.Generator().manual_seed(image_seed(0, 3, 1)),
-        )
-    # the commands' step generator, and DDIM (eta = 0 here: it draws nothing), sample
-    pipe(
-        digit=3,
-        num_images_per_digit=2,
-        num_inference_steps=5,
-        latents=latents,
-        generator=step_noise_generator(image_seed(0, 3, 1)),
-    )
-    ddim = conditional_pipe(DDIMScheduler)
-    ddim(
-        digit=3,
-        num_images_per_digit=2,
-        num_inference_steps=5,
-        latents=latents,
-        generator=torch.Generator().manual_seed(image_seed(0, 3, 1)),
-    )
+STOCHASTIC_AND_NOT = {
+    "ddpm": lambda: DDPMScheduler(num_train_timesteps=20),  # draws noise at every step
+    "lcm": lambda: LCMScheduler(num_train_timesteps=20, original_inference_steps=10),  # between steps
+    "ddim": lambda: DDIMScheduler(num_train_timesteps=20),  # eta = 0: draws nothing
+}
+
+
+@pytest.mark.parametrize("scheduler", sorted(STOCHASTIC_AND_NOT))
+def test_latents_and_generator_from_one_seed_give_the_call_without_latents(scheduler):
+    """x_T drawn from seed s, and the generator seeded s: the images of the call that draws x_T itself."""
+    pipe = conditional_pipe(STOCHASTIC_AND_NOT[scheduler]())
+    call = dict(digit=[3, 5], num_images_per_digit=2, num_inference_steps=4, output_type="pt")
+    drawn = pipe(**call, generator=torch.manual_seed(7)).images
+    latents = torch.randn(4, *pipe.sample_shape(), generator=torch.manual_seed(7))
+    given = pipe(**call, latents=latents, generator=torch.manual_seed(7)).images
+    assert torch.equal(given, drawn)
+    # one generator per image: randn_tensor draws image i from generator i, then each step's noise of image i
+    seeds = [image_seed(0, 3, 1), image_seed(0, 3, 2), image_seed(0, 5, 1), image_seed(0, 5, 2)]
+
+    def generators():
+        return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+    drawn = pipe(**call, generator=generators()).images
+    latents = torch.cat([torch.randn(1, *pipe.sample_shape(), generator=g) for g in generators()])
+    assert torch.equal(pipe(**call, latents=latents, generator=generators()).images, drawn)
+    if scheduler != "ddim":  # the steps' noise comes after x_T's draw: another generator, other images
+        other = pipe(**call, latents=latents, generator=torch.manual_seed(8)).images
+        assert not torch.allclose(other, drawn, atol=1e-3)
+
+
+def test_the_commands_step_generator_samples_deterministically():
+    pipe = conditional_pipe(DDPMScheduler(num_train_timesteps=20))
+    latents = torch.randn(2, *pipe.sample_shape(), generator=torch.Generator().manual_seed(image_seed(0, 3, 1)))
+    call = dict(digit=3, num_images_per_digit=2, num_inference_steps=5, latents=latents, output_type="pt")
+    first = pipe(**call, generator=step_noise_generator(image_seed(0, 3, 1))).images
+    assert torch.equal(first, pipe(**call, generator=step_noise_generator(image_seed(0, 3, 1))).images)

@@ -21,7 +21,6 @@ generator per batch, so its files depend on the batches.
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -34,6 +33,8 @@ from pipelines.conditional_ddpm.schedulers import SCHEDULERS, make_scheduler
 from pipelines.model_folders import check_pipeline_folder, read_json_object
 from pipelines.seeds import step_noise_generator
 
+# how the pipeline's rules name this command's flags in their messages
+FLAGS = {"guidance": "--guidance", "num_inference_steps": "--num_inference_steps"}
 # The seed of image (seed, digit, index) is (seed * 10 + digit) * MAX_IMAGES_PER_DIGIT + index: distinct for all.
 MAX_IMAGES_PER_DIGIT = 100_000
 
@@ -65,10 +66,6 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def check_model_arguments(args: argparse.Namespace) -> None:
     """The model, guidance, steps and seed, checked before the model loads; a shipped name becomes its folder."""
     check_seed(args.seed)
-    if not math.isfinite(args.guidance) or args.guidance < 0:
-        raise ValueError(f"--guidance must be a finite w >= 0, got {args.guidance}")
-    if args.num_inference_steps is not None and args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
     args.pretrained = resolve_pretrained(args.pretrained, hub=False)
     if not (Path(args.pretrained) / "model_index.json").is_file():
         raise FileNotFoundError(
@@ -76,27 +73,18 @@ def check_model_arguments(args: argparse.Namespace) -> None:
             "the shipped ones are cfg-mnistm, cfg-mnistm-small and cfg-mnistm-fast"
         )
     check_pipeline_folder(args.pretrained, "ConditionalDDPMPipeline")
+    ConditionalDDPMPipeline.check_call_arguments(
+        args.pretrained, guidance=args.guidance, num_inference_steps=args.num_inference_steps, spelling=FLAGS
+    )
     check_distilled_student_arguments(args)
-    trained = read_json_object(Path(args.pretrained) / "scheduler" / "scheduler_config.json").get("num_train_timesteps")
-    if args.num_inference_steps is not None and isinstance(trained, int) and args.num_inference_steps > trained:
-        raise ValueError(
-            f"--num_inference_steps must be at most the {trained} steps the model was trained with, "
-            f"got {args.num_inference_steps}"
-        )
 
 
 def check_distilled_student_arguments(args: argparse.Namespace) -> None:
-    """A distilled student (train_distill.py) has its guidance built in and samples with its own LCMScheduler:
-    another w or another sampler would give wrong images, so both are refused before it loads."""
+    """A distilled student (train_distill.py) samples with its own LCMScheduler: another sampler would give wrong
+    images, so it is refused before the student loads (its built-in w is the pipeline's rule)."""
     index = read_json_object(Path(args.pretrained) / "model_index.json")
-    built_in = index.get("distilled_guidance")
-    if built_in is None:
+    if index.get("distilled_guidance") is None:
         return
-    if not math.isclose(args.guidance, built_in):
-        raise ValueError(
-            f"--pretrained {args.pretrained} was distilled with guidance w = {built_in:g} built in; it cannot sample "
-            f"at --guidance {args.guidance:g} (use the teacher for other w)"
-        )
     if getattr(args, "scheduler", None) is not None:
         raise ValueError(
             f"--pretrained {args.pretrained} is a distilled student: it samples with its own LCMScheduler, not "

@@ -33,6 +33,10 @@ diffusers' `LCMScheduler`). Its `model_index.json` records `distilled_guidance` 
 UNet forward per step, no null branch; another w is refused) and `default_inference_steps` (the steps
 `pipe(digit=3)` takes when none are given).
 
+Class labels. `digit` has diffusers' name too: `class_labels` (as `DiTPipeline` takes it; give one of the two).
+`pipe.labels` maps label names to class ids and `pipe.get_label_ids(["three", "7"])` turns names into ids, from the
+`id2label` map stored in `model_index.json` (by default each digit is named by its numeral and its English word).
+
 Null class. The UNet is a `UNet2DModel` with `num_class_embeds = 11`; labels 0-9 are digits and the
 "no label" id used for the unconditional branch (label dropout during training) is stored in the
 pipeline's config as `null_class_id` (model_index.json), so no magic number lives in the code.
@@ -64,12 +68,15 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
+from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput, SchedulerMixin, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils.torch_utils import randn_tensor
 
 NUM_DIGITS = 10
 DEFAULT_GUIDANCE = 2.0  # w, the report's setting
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+# DiTPipeline's form: class id (a string, as JSON keys are) -> comma-separated names of the class
+DIGIT_ID2LABEL = {str(digit): f"{digit}, {word}" for digit, word in enumerate(DIGIT_WORDS)}
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 # Steps that give good digits when the caller names none: the ancestral DDPM sampler needs every trained step,
 # multistep solvers (they take a `solver_order`) are good at 6-10, DDIM-style ones at 50.
@@ -112,6 +119,9 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             conditional input, and a call asking for another w is refused.
         default_inference_steps (`int`, *optional*):
             The steps a call without `num_inference_steps` takes (else `default_inference_steps(scheduler)`).
+        id2label (`dict[str, str]`, *optional*):
+            `DiTPipeline`'s label map: each digit's id ("0"-"9") to its comma-separated names, stored in
+            `model_index.json`. Defaults to `DIGIT_ID2LABEL` ("3" -> "3, three"). `pipe.labels` is its inverse.
     """
 
     model_cpu_offload_seq = "unet"
@@ -124,6 +134,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         null_class_id: int = NUM_DIGITS,
         distilled_guidance: float | None = None,
         default_inference_steps: int | None = None,
+        id2label: dict[str, str] | None = None,
     ):
         super().__init__()
         num_class_embeds = unet.config.num_class_embeds
@@ -137,12 +148,37 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         steps = default_inference_steps
         if steps is not None and not (_is_int(steps) and steps >= 1):
             raise ValueError(f"default_inference_steps must be an int >= 1 or None, got {default_inference_steps!r}")
+        id2label = _checked_id2label(DIGIT_ID2LABEL if id2label is None else id2label)
         self.register_modules(unet=unet, scheduler=scheduler)
         self.register_to_config(
             null_class_id=null_class_id,
             distilled_guidance=distilled_guidance,
             default_inference_steps=default_inference_steps,
+            id2label=id2label,
         )
+        # as in DiTPipeline: every comma-separated name of a class -> its id, sorted by name
+        self.labels = dict(
+            sorted((name.strip(), int(key)) for key, names in id2label.items() for name in names.split(","))
+        )
+
+    def get_label_ids(self, label: str | Sequence[str]) -> list[int]:
+        r"""The class ids of label names, for `class_labels` (`DiTPipeline.get_label_ids`).
+
+        Args:
+            label (`str` or `list[str]`):
+                A name of `pipe.labels` ("three", "3") or a list of them. A bare string is one name (DiT would
+                split it into characters).
+
+        Returns:
+            `list[int]`: the id of each name, in order.
+        """
+        names = [label] if isinstance(label, str) else list(label) if isinstance(label, Sequence) else [label]
+        for name in names:
+            if not isinstance(name, str) or name not in self.labels:
+                raise ValueError(
+                    f"label {name!r} is not a name of this pipeline's classes; choose from: {', '.join(self.labels)}"
+                )
+        return [self.labels[name] for name in names]
 
     @classmethod
     def _dict_from_json_file(cls, json_file: str | os.PathLike) -> dict:
@@ -205,6 +241,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         latents=None,
         guidance_scale=None,
         generator=None,
+        class_labels=None,
     ) -> None:
         """Raise a ValueError naming the argument for any input `__call__` cannot honour, before any work.
 
@@ -212,46 +249,12 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         both None mean w = 2. Type errors are ValueErrors here too, so that a float digit or image count fails with
         its name rather than deep inside `range` or `torch.tensor`.
         """
-        digits = _digit_list(digit)
-        if not digits:
-            raise ValueError("digit is an empty list: there is nothing to sample")
-        for value in digits:
-            if not _is_int(value) or not 0 <= value < NUM_DIGITS:
-                raise ValueError(f"digit must be an int in 0-{NUM_DIGITS - 1}, got {value!r}")
-        if guidance is not None and guidance_scale is not None:
-            raise ValueError(
-                f"give guidance (w, got {guidance!r}) or guidance_scale (diffusers' 1 + w, got {guidance_scale!r}), "
-                "not both"
-            )
-        # nan > 0 is False (it would silently run unguided) and w = inf turns every image black.
-        if guidance_scale is not None:
-            if not _is_finite_number(guidance_scale) or guidance_scale < 1:
-                raise ValueError(f"guidance_scale must be a finite number >= 1 (1 + w), got {guidance_scale!r}")
-        elif guidance is not None:
-            if not _is_finite_number(guidance):
-                raise ValueError(f"guidance must be a finite number w >= 0, got {guidance!r}")
-            if guidance < 0:
-                raise ValueError(f"guidance w must be >= 0 (eps = (1+w)*eps(c) - w*eps(null)), got {guidance}")
+        digits = _checked_class_ids(digit, class_labels)
+        _check_guidance(guidance, guidance_scale)
         if not _is_int(num_images_per_digit) or num_images_per_digit < 1:
             raise ValueError(f"num_images_per_digit must be an int >= 1, got {num_images_per_digit!r}")
-        distilled = self.config.get("distilled_guidance")
-        if distilled is not None:
-            asked = guidance_scale - 1 if guidance_scale is not None else guidance
-            if asked is not None and not math.isclose(asked, distilled, abs_tol=1e-9):
-                raise ValueError(
-                    f"this model was distilled with the guidance built in at w = {distilled:g}; it cannot sample at "
-                    f"w = {asked:g}. Leave guidance out, or use the teacher for other w"
-                )
-        # the most steps: every trained one, or for a consistency sampler the teacher steps it was distilled on
-        distilled_steps = self.scheduler.config.get("original_inference_steps")
-        most = distilled_steps or self.scheduler.config.num_train_timesteps
-        steps = num_inference_steps
-        if steps is not None and not (_is_int(steps) and 1 <= steps <= most):
-            which = "teacher steps it was distilled on" if distilled_steps else "steps the model was trained with"
-            raise ValueError(
-                f"num_inference_steps must be an int between 1 and the {most} {which} "
-                f"(or None for the default), got {num_inference_steps!r}"
-            )
+        _check_distilled_guidance(guidance, guidance_scale, self.config.get("distilled_guidance"))
+        _check_inference_steps(num_inference_steps, self.scheduler.config)
         num_images = len(digits) * num_images_per_digit
         if latents is not None:
             expected = (num_images, *self.sample_shape())
@@ -276,6 +279,53 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 f"choose from {self._callback_tensor_inputs}"
             )
 
+    def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
+        """x_T: `latents` when given, else drawn from `generator` as diffusers' pipelines draw it (`randn_tensor`,
+        one image per generator of a list).
+
+        Given `latents`, a generator still gives up the draw that x_T would have taken, so the steps' noise that
+        follows is the stream of a diffusers pipeline that drew x_T itself. Passing the generator that made
+        `latents`, or one seeded alike, then gives fresh step noise rather than x_T again.
+        """
+        if latents is None or generator is not None:
+            drawn = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            if latents is None:
+                return drawn
+        return latents.to(device=device, dtype=dtype)
+
+    @classmethod
+    def check_call_arguments(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        guidance: float | None = None,
+        guidance_scale: float | None = None,
+        num_inference_steps: int | None = None,
+        spelling: dict[str, str] | None = None,
+        **hub_kwargs,
+    ) -> None:
+        r"""The rules of `__call__` on guidance and steps, checked against a saved folder before any weight loads.
+
+        The same rules (and messages) as `check_inputs`, with the model's part read from the folder's
+        `model_index.json` (`distilled_guidance`) and scheduler config (trained or distilled steps). The commands
+        call it on their flags before loading the model.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`):
+                A saved `ConditionalDDPMPipeline` folder or Hub id.
+            guidance, guidance_scale, num_inference_steps:
+                As in `__call__` (None: the default).
+            spelling (`dict[str, str]`, *optional*):
+                How the caller names the arguments in messages, e.g. `{"guidance": "--guidance"}`.
+            hub_kwargs:
+                `revision`, `local_files_only`, ... as for `from_pretrained`.
+        """
+        _check_guidance(guidance, guidance_scale, spelling)
+        index = DiffusionPipeline.load_config(pretrained_model_name_or_path, **hub_kwargs)
+        _check_distilled_guidance(guidance, guidance_scale, index.get("distilled_guidance"), spelling)
+        # any scheduler class reads scheduler_config.json as it stands (read, not built)
+        scheduler_config = DDPMScheduler.load_config(pretrained_model_name_or_path, subfolder="scheduler", **hub_kwargs)
+        _check_inference_steps(num_inference_steps, scheduler_config, spelling)
+
     def sample_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of one image x_t."""
         size = self.unet.config.sample_size
@@ -294,7 +344,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(
         self,
-        digit: int | Sequence[int] = 0,
+        digit: int | Sequence[int] | None = None,
         guidance: float | None = None,
         num_images_per_digit: int = 1,
         num_inference_steps: int | None = None,
@@ -306,12 +356,14 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         callback_on_step_end: Callable | PipelineCallback | MultiPipelineCallbacks | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
         guidance_scale: float | None = None,
+        class_labels: int | Sequence[int] | None = None,
     ) -> ConditionalDDPMPipelineOutput | tuple:
         r"""Generate `num_images_per_digit` images of each digit in `digit`.
 
         Args:
             digit (`int` or `list[int]`, *optional*, defaults to 0):
-                A digit 0-9 or a list of them (repeats allowed); the output is digit-major.
+                A digit 0-9 or a list of them (repeats allowed); the output is digit-major. Give this or
+                `class_labels`, not both.
             guidance (`float`, *optional*, defaults to 2.0):
                 The report's guidance weight w (finite, >= 0): eps = (1 + w) eps(x, c) - w eps(x, null). w = 0 is
                 the plain conditional model. Give this or `guidance_scale`, not both.
@@ -322,8 +374,10 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 `default_inference_steps(self.scheduler)`: all trained steps for DDPM,
                 10 for DPM-Solver/UniPC, 50 otherwise.
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
-                Makes sampling deterministic (same seed, same images): draws x_T unless `latents` is given, and the
-                noise of stochastic schedulers' steps (DDPM). A list holds one generator per image.
+                Makes sampling deterministic (same seed, same images). As in diffusers' pipelines it draws x_T, then
+                the noise of stochastic schedulers' steps (DDPM, LCM); given `latents`, the draw of x_T is made and
+                set aside, so the generator that made `latents`, or one seeded alike, gives the images of the same
+                call without `latents`. A list holds one generator per image.
             latents (`torch.Tensor`, *optional*):
                 x_T, the pure noise to start from, [N, C, H, W] with N = number of images, in the output's order;
                 None draws it from `generator`.
@@ -345,6 +399,8 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 callback receives.
             guidance_scale (`float`, *optional*):
                 diffusers' spelling of the guidance, s = 1 + w (finite, >= 1; 1 is unguided).
+            class_labels (`int` or `list[int]`, *optional*):
+                diffusers' name of `digit` (`DiTPipeline`'s): class ids 0-9, e.g. `pipe.get_label_ids(["three"])`.
 
         Examples:
 
@@ -377,6 +433,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
             latents,
             guidance_scale,
             generator,
+            class_labels,
         )
         if guidance_scale is None:
             built_in = self.config.get("distilled_guidance")
@@ -384,7 +441,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
                 guidance = DEFAULT_GUIDANCE if built_in is None else built_in
             guidance_scale = 1 + guidance
         self._guidance_scale = guidance_scale
-        digits = _digit_list(digit)
+        digits = _class_id_list(digit, class_labels)
         if num_inference_steps is None:  # not `or`: 0 is an error (check_inputs), not "the default"
             num_inference_steps = self._default_steps()
         labels = [int(d) for d in digits for _ in range(num_images_per_digit)]
@@ -411,14 +468,7 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         # Only DDPM/DDIM-style schedulers take a generator in step(); multistep solvers (DPM, UniPC) do not.
         step_accepts_generator = "generator" in inspect.signature(self.scheduler.step).parameters
         step_kwargs = {"generator": generator} if step_accepts_generator else {}
-        if latents is None:
-            shape = (len(labels), *self.sample_shape())
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=unet.dtype)
-        else:
-            latents = latents.to(device=device, dtype=unet.dtype)
-            # DDIM here has eta = 0 and draws nothing; the ancestral samplers (DDPM, LCM, ...) draw at every step
-            if step_accepts_generator and not isinstance(self.scheduler, DDIMScheduler):
-                _refuse_replayed_noise(latents, generator, len(timesteps))
+        latents = self.prepare_latents((len(labels), *self.sample_shape()), unet.dtype, device, generator, latents)
         # 1.0 for DDPM, DDIM and the multistep solvers; Euler-type schedulers start from a wider noise
         latents = latents * self.scheduler.init_noise_sigma
         class_labels = torch.tensor(labels, device=device)
@@ -457,29 +507,52 @@ class ConditionalDDPMPipeline(DiffusionPipeline):
         return ConditionalDDPMPipelineOutput(images=images, labels=labels, intermediates=intermediates)
 
 
-def _refuse_replayed_noise(initial: torch.Tensor, generator, draws: int) -> None:
-    """Refuse a step-noise `generator` whose next `draws` draws of x_T's shape would give x_T itself again.
+def _spelled(name: str, spelling: dict[str, str] | None) -> str:
+    """An argument's name as the caller spells it (a command's `--guidance`), for messages."""
+    return (spelling or {}).get(name, name)
 
-    Initial noises usually come from a seeded generator too; a step generator seeded with the same number draws
-    the same numbers, and the step then adds x_T to itself instead of independent noise, which leaves noise in
-    the image. The check draws from copies of the generators, so the call's own draws are unchanged.
-    (The same function is in both pipeline files, because each file ships alone to the Hub.)
-    """
-    if generator is None or draws < 1:
+
+def _check_guidance(guidance, guidance_scale, spelling: dict[str, str] | None = None) -> None:
+    """`guidance` (w) or `guidance_scale` (1 + w), not both; finite, w >= 0. None: the default."""
+    g, gs = _spelled("guidance", spelling), _spelled("guidance_scale", spelling)
+    if guidance is not None and guidance_scale is not None:
+        raise ValueError(f"give {g} (w, got {guidance!r}) or {gs} (diffusers' 1 + w, got {guidance_scale!r}), not both")
+    # nan > 0 is False (it would silently run unguided) and w = inf turns every image black.
+    if guidance_scale is not None:
+        if not _is_finite_number(guidance_scale) or guidance_scale < 1:
+            raise ValueError(f"{gs} must be a finite number >= 1 (1 + w), got {guidance_scale!r}")
+    elif guidance is not None:
+        if not _is_finite_number(guidance):
+            raise ValueError(f"{g} must be a finite number w >= 0, got {guidance!r}")
+        if guidance < 0:
+            raise ValueError(f"{g} w must be >= 0 (eps = (1+w)*eps(c) - w*eps(null)), got {guidance}")
+
+
+def _check_distilled_guidance(guidance, guidance_scale, distilled, spelling: dict[str, str] | None = None) -> None:
+    """A guidance-distilled student (`distilled_guidance` = its built-in w) samples at that w only."""
+    if distilled is None:
         return
-    generators = generator if isinstance(generator, list) else [generator]
-    copies = [torch.Generator(device=g.device).set_state(g.get_state()) for g in generators]
-    peek = copies if isinstance(generator, list) else copies[0]
-    for step in range(draws):
-        z = randn_tensor(initial.shape, generator=peek, device=initial.device, dtype=initial.dtype)
-        replayed = ((z - initial).abs() <= 1e-3 * (1 + initial.abs())).flatten(1).all(dim=1)
-        if replayed.any():
-            image = int(replayed.nonzero()[0, 0])
-            raise ValueError(
-                f"the generator's noise for step {step + 1} repeats the initial noise of image {image}: both were "
-                "drawn from the same seed, so the step would add x_T to itself instead of fresh noise. Seed the "
-                "step generator differently from the initial noise"
-            )
+    asked = guidance_scale - 1 if guidance_scale is not None else guidance
+    if asked is not None and not math.isclose(asked, distilled, abs_tol=1e-9):
+        name = _spelled("guidance_scale" if guidance_scale is not None else "guidance", spelling)
+        raise ValueError(
+            f"this model was distilled with the guidance built in at w = {distilled:g}; it cannot sample at "
+            f"w = {asked:g} ({name}). Leave {name} out, or use the teacher for other w"
+        )
+
+
+def _check_inference_steps(num_inference_steps, scheduler_config, spelling: dict[str, str] | None = None) -> None:
+    """An int from 1 to every trained step, or for a consistency sampler the teacher steps it was distilled on;
+    None: the default."""
+    distilled_steps = scheduler_config.get("original_inference_steps")
+    most = distilled_steps or scheduler_config.get("num_train_timesteps", 1000)  # diffusers schedulers' default
+    steps = num_inference_steps
+    if steps is not None and not (_is_int(steps) and 1 <= steps <= most):
+        which = "teacher steps it was distilled on" if distilled_steps else "steps the model was trained with"
+        raise ValueError(
+            f"{_spelled('num_inference_steps', spelling)} must be an int between 1 and the {most} {which} "
+            f"(or None for the default), got {num_inference_steps!r}"
+        )
 
 
 def _is_finite_number(value) -> bool:
@@ -493,9 +566,60 @@ def _is_int(value) -> bool:
 
 
 def _digit_list(digit) -> list:
-    """The entries of `digit` (one value, a sequence or an array) as a list, not yet checked."""
+    """The entries of `digit` (one value, a sequence or an array; nested ones read in order, as DiT's reshape(-1))
+    as a list, not yet checked."""
     if isinstance(digit, (np.ndarray, torch.Tensor)):
         return digit.reshape(-1).tolist()
     if isinstance(digit, Sequence) and not isinstance(digit, (str, bytes)):
-        return list(digit)
+        return [value for entry in digit for value in _digit_list(entry)]
     return [digit]
+
+
+def _class_id_list(digit, class_labels) -> list:
+    """The class ids asked for by `digit` or its diffusers name `class_labels` (neither: digit 0), not yet checked."""
+    if class_labels is not None:
+        return _digit_list(class_labels)
+    return _digit_list(0 if digit is None else digit)
+
+
+def _checked_class_ids(digit, class_labels) -> list:
+    """`_class_id_list`, or a ValueError naming the argument: both given, empty, or not an id 0-9."""
+    if digit is not None and class_labels is not None:
+        raise ValueError(
+            f"give digit (got {digit!r}) or class_labels (diffusers' name for the same, got {class_labels!r}), not both"
+        )
+    name = "digit" if class_labels is None else "class_labels"
+    ids = _class_id_list(digit, class_labels)
+    if not ids:
+        raise ValueError(f"{name} is an empty list: there is nothing to sample")
+    for value in ids:
+        if isinstance(value, str):
+            raise ValueError(
+                f"{name} must be an int in 0-{NUM_DIGITS - 1}, got the name {value!r}: "
+                f"pipe.get_label_ids([{value!r}]) gives its id"
+            )
+        if not _is_int(value) or not 0 <= value < NUM_DIGITS:
+            raise ValueError(f"{name} must be an int in 0-{NUM_DIGITS - 1}, got {value!r}")
+    return ids
+
+
+def _checked_id2label(id2label) -> dict[str, str]:
+    """`id2label` with string keys (JSON's, so that a saved and a loaded pipeline agree), or a ValueError: the keys
+    must be the digits' ids 0-9, each once, and the names non-empty and not shared between classes."""
+    if not isinstance(id2label, dict):
+        raise ValueError(f"id2label must be a dict of class id -> names, got {type(id2label).__name__}")
+    keys = {}
+    for key, names in id2label.items():
+        if isinstance(key, bool) or not isinstance(key, (int, str)) or not str(key).isdigit():
+            raise ValueError(f"id2label's keys must be class ids 0-{NUM_DIGITS - 1}, got {key!r}")
+        if not isinstance(names, str) or not all(name.strip() for name in names.split(",")):
+            raise ValueError(f"id2label[{key!r}] must be comma-separated non-empty names, got {names!r}")
+        keys.setdefault(int(key), []).append(names)
+    if sorted(keys) != list(range(NUM_DIGITS)) or any(len(v) > 1 for v in keys.values()):
+        raise ValueError(f"id2label must name each class id 0-{NUM_DIGITS - 1} once, got the keys {list(id2label)}")
+    owner = {}
+    for key, (names,) in sorted(keys.items()):
+        for name in (name.strip() for name in names.split(",")):
+            if owner.setdefault(name, key) != key:
+                raise ValueError(f"id2label names both class {owner[name]} and class {key} {name!r}")
+    return {str(key): names for key, (names,) in sorted(keys.items())}

@@ -52,6 +52,7 @@ import PIL.Image
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, ImagePipelineOutput, UNet2DModel
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
+from diffusers.utils import deprecate
 from diffusers.utils.torch_utils import randn_tensor
 
 # The same bound as adapters.faces.MAX_NOISE_MAGNITUDE, repeated because this file ships alone to the Hub: a standard
@@ -210,11 +211,11 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
                 f"{path} is not a saved {cls.__name__}: there is no pipeline whose {replaced} to replace; "
                 f"use {cls.__name__}.from_unet(unet, preset) with your own UNet"
             )
-        dtype = kwargs.pop("dtype", kwargs.pop("torch_dtype", None))
+        dtype = _dtype_argument(kwargs)
         if isinstance(dtype, dict):  # diffusers' per-component form
             dtype = dtype.get("unet", dtype.get("default"))
         if dtype is not None:
-            kwargs["torch_dtype"] = dtype
+            kwargs["dtype"] = dtype
         unet = _load_unet(path, kwargs)
         _refuse_conditional_unet(unet, path)  # before the schedule warning: the clearer of the two problems
         _check_training_schedule(path, hub_kwargs)
@@ -257,6 +258,21 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
     def num_timesteps(self) -> int:
         """The number of denoising steps of the call in progress (or the last call)."""
         return self._num_timesteps
+
+    # Copied from pipelines.conditional_ddpm.pipeline_conditional_ddpm.ConditionalDDPMPipeline.prepare_latents
+    def prepare_latents(self, shape, dtype, device, generator, latents=None) -> torch.Tensor:
+        """x_T: `latents` when given, else drawn from `generator` as diffusers' pipelines draw it (`randn_tensor`,
+        one image per generator of a list).
+
+        Given `latents`, a generator still gives up the draw that x_T would have taken, so the steps' noise that
+        follows is the stream of a diffusers pipeline that drew x_T itself. Passing the generator that made
+        `latents`, or one seeded alike, then gives fresh step noise rather than x_T again.
+        """
+        if latents is None or generator is not None:
+            drawn = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+            if latents is None:
+                return drawn
+        return latents.to(device=device, dtype=dtype)
 
     def check_inputs(
         self,
@@ -337,7 +353,9 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             num_inference_steps (`int`, *optional*, defaults to 50):
                 Number of DDIM steps (50 gives timesteps 980, 960, ..., 0 in ``course``).
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*):
-                Draws the noise z of the steps when eta > 0 (one generator, or one per image).
+                One generator, or one per image, consumed as diffusers' `DDIMPipeline` consumes it: first the draw
+                of x_T (set aside, since `noise` is x_T), then the noise z of every step when eta > 0. The
+                generator that made `noise`, or one seeded alike, thus gives `DDIMPipeline`'s images.
             output_type (`str`, *optional*, defaults to `"pil"`):
                 ``"pil"`` (list of PIL images), ``"np"`` ([N, H, W, C] in [0, 1]), ``"pt"`` ([N, C, H, W] in [0, 1])
                 or ``"latent"`` (x_0 as the model made it, before the preset's mapping to [0, 1], on the device).
@@ -371,14 +389,12 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         self.check_inputs(noise, eta, num_inference_steps, output_type, generator, callback_on_step_end_tensor_inputs)
-        batch = [x if x.ndim == 4 else x.unsqueeze(0) for x in _noise_list(noise)]
-        latents = torch.cat(batch).to(device=self._execution_device, dtype=self.unet.dtype)
+        batch = torch.cat([x if x.ndim == 4 else x.unsqueeze(0) for x in _noise_list(noise)])
+        latents = self.prepare_latents(batch.shape, self.unet.dtype, self._execution_device, generator, batch)
 
         # timesteps stay on the CPU, like the scheduler's alpha table they index (as in DDIMPipeline)
         self.scheduler.set_timesteps(int(num_inference_steps))
         self._num_timesteps = len(self.scheduler.timesteps)
-        if eta > 0:  # every step draws z from `generator`
-            _refuse_replayed_noise(latents, generator, self._num_timesteps)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             # 1. predict the noise eps_theta(x_t, t)
             noise_pred = self.unet(latents, t).sample
@@ -421,29 +437,16 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
         return "custom"
 
 
-def _refuse_replayed_noise(initial: torch.Tensor, generator, draws: int) -> None:
-    """Refuse a step-noise `generator` whose next `draws` draws of x_T's shape would give x_T itself again.
-
-    Initial noises usually come from a seeded generator too; a step generator seeded with the same number draws
-    the same numbers, and the step then adds x_T to itself instead of independent noise, which leaves noise in
-    the image. The check draws from copies of the generators, so the call's own draws are unchanged.
-    (The same function is in both pipeline files, because each file ships alone to the Hub.)
-    """
-    if generator is None or draws < 1:
-        return
-    generators = generator if isinstance(generator, list) else [generator]
-    copies = [torch.Generator(device=g.device).set_state(g.get_state()) for g in generators]
-    peek = copies if isinstance(generator, list) else copies[0]
-    for step in range(draws):
-        z = randn_tensor(initial.shape, generator=peek, device=initial.device, dtype=initial.dtype)
-        replayed = ((z - initial).abs() <= 1e-3 * (1 + initial.abs())).flatten(1).all(dim=1)
-        if replayed.any():
-            image = int(replayed.nonzero()[0, 0])
-            raise ValueError(
-                f"the generator's noise for step {step + 1} repeats the initial noise of image {image}: both were "
-                "drawn from the same seed, so the step would add x_T to itself instead of fresh noise. Seed the "
-                "step generator differently from the initial noise"
-            )
+def _dtype_argument(kwargs: dict):
+    """`dtype` popped from `from_pretrained`'s kwargs, or its deprecated name `torch_dtype` with diffusers' own
+    deprecation; both at once is an error, as in `DiffusionPipeline.from_pretrained`."""
+    torch_dtype, dtype = kwargs.pop("torch_dtype", None), kwargs.pop("dtype", None)
+    if torch_dtype is None:
+        return dtype
+    if dtype is not None:
+        raise ValueError("give dtype or torch_dtype (diffusers' deprecated name of dtype), not both")
+    deprecate("torch_dtype", "1.0.0", "Please use `dtype` instead.")
+    return torch_dtype
 
 
 def _noise_list(noise) -> list:

@@ -118,7 +118,8 @@ class DigitClassifier(PreTrainedModel):
                 raise ValueError(f"{folder} holds a {fields['_class_name']}, not a {cls.__name__}")
             model = cls(DigitClassifierConfig(**{k: v for k, v in fields.items() if not k.startswith("_")}))
             model.load_state_dict(load_file(str(diffusers_weights)))
-            return model.eval()
+            dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))  # transformers' name, and its older one
+            return model.to(dtype).eval() if isinstance(dtype, torch.dtype) else model.eval()
         return load_whole_model(super().from_pretrained, cls, pretrained_model_name_or_path, *args, **kwargs)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
