@@ -532,3 +532,42 @@ def test_a_bad_noise_file_is_one_line_and_runs_nothing(fault, capsys, tmp_path, 
     argv = ["--pretrained", "ddpm-lfw-faces", "--noise_dir", noise, "--output_dir", tmp_path / "out"]
     line = one_error_line(ddim.cli, argv, capsys, tmp_path)
     assert "01.pt" in line
+
+
+# --- an output file is never an input ------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def digit_images(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for digit in range(3):
+        Image.new("RGB", (28, 28), color=(digit * 80, 0, 0)).save(folder / f"{digit}_001.png")
+    return folder
+
+
+@pytest.mark.parametrize("where", ["an image", "inside the image folder", "the image folder"])
+@pytest.mark.parametrize("command", ["dann", "digit_classifier", "course_grader"])
+def test_an_output_file_is_never_an_input(tmp_path, digit_images, capsys, where, command):
+    from pipelines.dann import predict
+    from pipelines.digit_classifier import score
+
+    target = {
+        "an image": digit_images / "1_001.png",
+        "inside the image folder": digit_images / "report.csv",
+        "the image folder": digit_images,
+    }[where]
+    if command == "dann":
+        cli, argv = (
+            predict.cli,
+            ["--pretrained", "dann-mnistm-usps", "--input_dir", digit_images, "--output_csv", target],
+        )
+    else:
+        cli, argv = score.cli, ["--images", digit_images, "--json", target]
+        if command == "course_grader":
+            torch.save({"state_dict": {}}, tmp_path / "Classifier.pth")
+            argv += ["--course_classifier", tmp_path / "Classifier.pth"]
+    line = one_error_line(cli, argv, capsys, tmp_path)
+    assert ("the input" in line) or ("is a folder" in line), line

@@ -120,7 +120,7 @@ def main(args) -> list[tuple[str, int, float]]:
     pretrained = resolve_pretrained(args.pretrained)
     check_transformers_folder(pretrained, DANNModel)
     list_images(args.input_dir)  # an empty or missing folder fails here, before the model loads
-    check_output_file(args.output_csv, "--output_csv")
+    check_output_file(args.output_csv, "--output_csv", inputs=(args.input_dir, pretrained))
     model = DANNModel.from_pretrained(pretrained).to(args.device)
     rows = predict_folder(model, args.input_dir, args.batch_size)
     write_predictions(rows, args.output_csv, args.with_confidence)

@@ -137,7 +137,7 @@ def main(args) -> dict:
     if not Path(args.images).is_dir():
         raise FileNotFoundError(f"image folder {args.images} (--images) does not exist")
     if args.json:
-        check_output_file(args.json, "--json")
+        check_output_file(args.json, "--json", inputs=(args.images, args.course_classifier, args.pretrained))
     if args.course_classifier is not None:
         report = score_folder_as_course(args.course_classifier, Path(args.images), args.batch_size)
         judge = f"the course's classifier {args.course_classifier}"

@@ -49,7 +49,9 @@ def main(args) -> dict:
     args.pretrained = resolve_pretrained(args.pretrained, hub=False)
     check_transformers_folder(args.pretrained, DANNModel)
     if args.output_json:
-        check_output_file(args.output_json, "--output_json")
+        check_output_file(
+            args.output_json, "--output_json", inputs=(args.pretrained, train.source_dir, train.target_dir)
+        )
     model = DANNModel.from_pretrained(args.pretrained).eval()
     source = load_splits(train.source, train.source_dir)
     target = load_splits(train.target, train.target_dir)
