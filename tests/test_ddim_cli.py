@@ -119,16 +119,48 @@ def test_a_stored_diffusers_pipeline_is_sampled_with_its_own_settings(model_dir,
 @pytest.mark.parametrize(
     "extra, error, message",
     [
-        (["--num_inference_steps", "0"], ValueError, "--num_inference_steps must be >= 1, got 0"),
-        (["--eta", "nan"], ValueError, "--eta must be in"),
+        (["--num_inference_steps", "0"], ValueError, r"--num_inference_steps must be an int in \[1, 1000\], got 0"),
+        (["--num_inference_steps", "1001"], ValueError, r"--num_inference_steps must be an int in \[1, 1000\]"),
+        (["--eta", "nan"], ValueError, r"--eta must be a number in \[0, 1\], got nan"),
+        (["--eta", "1.5"], ValueError, r"--eta must be a number in \[0, 1\], got 1.5"),
         (["--batch_size", "0"], ValueError, "--batch_size must be >= 1"),
     ],
 )
-def test_bad_arguments_fail_before_the_model_loads(tmp_path, extra, error, message):
+def test_bad_arguments_fail_before_the_model_loads(model_dir, tmp_path, monkeypatch, extra, error, message):
     (tmp_path / "noise").mkdir()
+    monkeypatch.setattr(UNet2DModel, "from_pretrained", lambda *a, **k: pytest.fail("the model loaded"))
     with pytest.raises(error, match=message):
-        ddim.main(sample_args(tmp_path / "no_model", tmp_path / "noise", tmp_path / "out", *extra))
+        ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "out", *extra))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("call", [{"eta": 1.5}, {"eta": float("nan")}, {"num_inference_steps": 0}])
+def test_the_command_and_the_pipeline_refuse_with_one_message(model_dir, tmp_path, call):
+    """One rule set: the command's message is the pipeline's, with the flag's spelling."""
+    from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+
+    flag, value = next(iter(call.items()))
+    pipe = DDIMFromNoisePipeline.from_pretrained(model_dir)
+    with pytest.raises(ValueError) as from_pipeline:
+        pipe(torch.zeros(1, 3, 8, 8), **call)
+    (tmp_path / "noise").mkdir()
+    with pytest.raises(ValueError) as from_command:
+        ddim.main(sample_args(model_dir, tmp_path / "noise", tmp_path / "out", f"--{flag}", str(value)))
+    assert str(from_command.value) == str(from_pipeline.value).replace(flag, f"--{flag}", 1)
+
+
+def test_the_step_limit_is_the_saved_pipelines_own(tmp_path):
+    """A saved pipeline trained on 2000 steps takes up to 2000; a preset (1000 steps) replaces its scheduler."""
+    from diffusers import DDIMScheduler
+
+    from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
+
+    DDIMFromNoisePipeline(tiny_unet(), DDIMScheduler(num_train_timesteps=2000)).save_pretrained(tmp_path / "saved")
+    DDIMFromNoisePipeline.check_call_arguments(tmp_path / "saved", num_inference_steps=2000)
+    with pytest.raises(ValueError, match=r"num_inference_steps must be an int in \[1, 1000\], got 2000"):
+        DDIMFromNoisePipeline.check_call_arguments(tmp_path / "saved", num_inference_steps=2000, preset="course")
+    with pytest.raises(ValueError, match=r"num_inference_steps must be an int in \[1, 2000\], got 2001"):
+        DDIMFromNoisePipeline.check_call_arguments(tmp_path / "saved", num_inference_steps=2001)
 
 
 def test_a_missing_local_model_folder_is_named_not_a_hub_error(tmp_path, monkeypatch):

@@ -310,15 +310,8 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
                     f"(|x| <= {MAX_NOISE_MAGNITUDE:g})"
                 )
             count += 1 if len(shape) == 3 else shape[0]
-        if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not (0.0 <= eta <= 1.0):
-            raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-        trained_steps = self.scheduler.config.num_train_timesteps
-        if (
-            isinstance(num_inference_steps, bool)
-            or not isinstance(num_inference_steps, (int, np.integer))
-            or not 1 <= num_inference_steps <= trained_steps
-        ):
-            raise ValueError(f"num_inference_steps must be an int in [1, {trained_steps}], got {num_inference_steps!r}")
+        _check_eta(eta)
+        _check_inference_steps(num_inference_steps, self.scheduler.config.num_train_timesteps)
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
         if isinstance(generator, list) and len(generator) != count:
@@ -329,6 +322,42 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
                 f"callback_on_step_end_tensor_inputs {unknown} are not tensors of this pipeline; "
                 f"choose from {self._callback_tensor_inputs}"
             )
+
+    @classmethod
+    def check_call_arguments(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 50,
+        preset: str | None = None,
+        spelling: dict[str, str] | None = None,
+        **hub_kwargs,
+    ) -> None:
+        r"""The rules of `__call__` on eta and steps, checked before any weight loads.
+
+        The same rules (and messages) as `check_inputs`. The most steps are the trained steps of the scheduler a
+        saved pipeline folder stores, or the presets' 1000 (a bare UNet, an explicit `preset`, no folder). The
+        commands and the demo call it on their inputs.
+
+        Args:
+            pretrained_model_name_or_path (`str` or `os.PathLike`, *optional*):
+                The folder or Hub id `from_pretrained` will load; None for the presets' schedule.
+            eta, num_inference_steps:
+                As in `__call__`.
+            preset (`str`, *optional*):
+                As in `from_pretrained`: a preset replaces the stored scheduler.
+            spelling (`dict[str, str]`, *optional*):
+                How the caller names the arguments in messages, e.g. `{"eta": "--eta"}`.
+            hub_kwargs:
+                `revision`, `local_files_only`, ... as for `from_pretrained`.
+        """
+        _check_eta(eta, spelling)
+        trained_steps = NUM_TRAIN_TIMESTEPS
+        path = None if pretrained_model_name_or_path is None else str(pretrained_model_name_or_path)
+        if preset is None and path is not None and _stored_pipeline_config(cls.__name__, path, hub_kwargs):
+            stored = DDIMScheduler.load_config(path, subfolder="scheduler", **hub_kwargs)
+            trained_steps = stored.get("num_train_timesteps", NUM_TRAIN_TIMESTEPS)
+        _check_inference_steps(num_inference_steps, trained_steps, spelling)
 
     @torch.no_grad()
     def __call__(
@@ -435,6 +464,25 @@ class DDIMFromNoisePipeline(DiffusionPipeline):
             ):
                 return name
         return "custom"
+
+
+def _spelled(name: str, spelling: dict[str, str] | None) -> str:
+    """An argument's name as the caller spells it (a command's `--eta`), for messages."""
+    return (spelling or {}).get(name, name)
+
+
+def _check_eta(eta, spelling: dict[str, str] | None = None) -> None:
+    """eta in [0, 1]: 0 is DDIM, 1 the DDPM posterior variance (nan is refused too)."""
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not (0.0 <= eta <= 1.0):
+        raise ValueError(f"{_spelled('eta', spelling)} must be a number in [0, 1], got {eta!r}")
+
+
+def _check_inference_steps(num_inference_steps, trained_steps: int, spelling: dict[str, str] | None = None) -> None:
+    """An int from 1 to the trained steps."""
+    steps = num_inference_steps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= trained_steps:
+        name = _spelled("num_inference_steps", spelling)
+        raise ValueError(f"{name} must be an int in [1, {trained_steps}], got {num_inference_steps!r}")
 
 
 def _dtype_argument(kwargs: dict):

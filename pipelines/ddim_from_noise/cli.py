@@ -31,6 +31,9 @@ from pipelines.ddim_from_noise.pipeline_ddim_from_noise import PRESETS, DDIMFrom
 from pipelines.model_folders import check_unet_folder
 from pipelines.seeds import step_noise_generator
 
+# how the pipeline's rules name this command's flags in their messages
+FLAGS = {"eta": "--eta", "num_inference_steps": "--num_inference_steps"}
+
 
 def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: int = 50) -> None:
     """The arguments every command that samples from given noises takes (this one and the figures)."""
@@ -62,11 +65,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, num_inference_steps: in
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --output_dir")
 
 
-def check_model_arguments(args: argparse.Namespace) -> None:
+def check_model_arguments(args: argparse.Namespace, eta: float = 0.0) -> None:
     """Everything about the model, the noises and the output folder that can be checked before the model loads
     or a folder is made; resolves --pretrained (a shipped name becomes its folder) and the default --noise_dir."""
-    if args.num_inference_steps < 1:
-        raise ValueError(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
     check_seed(args.seed)
     if args.unet_code is not None:
         parse_code_spec(args.unet_code)
@@ -85,6 +86,13 @@ def check_model_arguments(args: argparse.Namespace) -> None:
             )
         args.pretrained = resolve_pretrained(args.pretrained)
         check_unet_folder(args.pretrained)
+    DDIMFromNoisePipeline.check_call_arguments(
+        None if args.unet_code else args.pretrained,  # a state dict has no stored schedule: the preset's
+        eta=eta,
+        num_inference_steps=args.num_inference_steps,
+        preset=args.preset,
+        spelling=FLAGS,
+    )
     if args.noise_dir is None:
         if not (Path(args.pretrained) / "noise").is_dir():
             raise FileNotFoundError(f"--pretrained {args.pretrained} has no noise/ folder: give --noise_dir")
@@ -107,9 +115,7 @@ def parse_sample_args(argv):
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
-    if not 0.0 <= args.eta <= 1.0:  # also refuses nan
-        raise ValueError(f"--eta must be in [0, 1], got {args.eta}")
-    check_model_arguments(args)
+    check_model_arguments(args, eta=args.eta)
     return args
 
 

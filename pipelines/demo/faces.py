@@ -17,6 +17,7 @@ import torch
 from adapters.faces import check_noise, read_tensor_file
 from pipelines.ddim_from_noise.figures import ETAS, save_grid
 from pipelines.ddim_from_noise.interpolation import lerp, slerp
+from pipelines.ddim_from_noise.pipeline_ddim_from_noise import DDIMFromNoisePipeline
 from pipelines.demo.digits import Progress, whole_number
 from pipelines.demo.models import DemoModels
 from pipelines.seeds import step_noise_generator
@@ -55,9 +56,9 @@ def _pick(noises: dict[str, torch.Tensor], name: str, which: str) -> torch.Tenso
 
 
 def _check_eta_steps(eta, steps) -> tuple[float, int]:
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-    return float(eta), whole_number(steps, "steps (num_inference_steps)")
+    steps = whole_number(steps, "steps (num_inference_steps)")  # the page sends floats such as 50.0
+    DDIMFromNoisePipeline.check_call_arguments(eta=eta, num_inference_steps=steps)
+    return float(eta), steps
 
 
 def _check_alpha(alpha) -> float:
