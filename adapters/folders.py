@@ -122,14 +122,16 @@ def check_output_file(path: os.PathLike, option: str, inputs: Iterable[os.PathLi
     """Refuse an output file that could not be written, before any work: a folder or other non-file at `path`, a
     file where a parent folder should be, a folder without write permission, and a file that is one of the
     command's `inputs` or lies inside one (it would replace an image being read, or add an entry to the folder
-    a grader reads). Values of `inputs` that are not local paths (Hub ids, None) are skipped. Returns the resolved
+    a grader reads; deeper down is apart: no command or grader reads sub-folders). Values of `inputs` that are
+    not local paths (Hub ids, None) are skipped. Returns the resolved
     path."""
     path = _resolve(path)
     for value in inputs:
         if value is None or not Path(str(value)).expanduser().exists():
             continue
-        relation = _relation(path, _resolve(value))
-        if relation in ("is", "lies inside"):
+        other = _resolve(value)
+        if path == other or path.parent == other:  # the commands read their input folders' own entries
+            relation = "is" if path == other else "lies in"
             raise ValueError(f"{option} {path} {relation} the input {value}; write it apart from the inputs")
     if path.is_dir():
         raise IsADirectoryError(f"{option} {path} is a folder; give the name of the file to write")

@@ -53,6 +53,6 @@ def test_score_digits_exits_0_as_its_console_script_does(tmp_path, capsys):
     for digit in range(3):
         Image.new("RGB", (28, 28), (digit * 80, 0, 0)).save(tmp_path / f"{digit}_001.png")
     with pytest.raises(SystemExit) as exit_info:
-        sys.exit(score.cli(["--images", str(tmp_path), "--json", str(tmp_path / "score.json")]))
+        sys.exit(score.cli(["--images", str(tmp_path), "--json", str(tmp_path / "report" / "score.json")]))
     assert exit_info.value.code is None  # status 0
-    assert "3 images" in capsys.readouterr().out and (tmp_path / "score.json").is_file()
+    assert "3 images" in capsys.readouterr().out and (tmp_path / "report" / "score.json").is_file()

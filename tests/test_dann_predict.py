@@ -98,7 +98,7 @@ def test_confidence_column_uses_the_stored_temperature(tmp_path):
 
 def test_empty_folder(pretrained, tmp_path):
     with pytest.raises(ValueError, match="empty"):
-        run_cli(pretrained, tmp_path, tmp_path / "pred.csv")
+        run_cli(pretrained, tmp_path, tmp_path / "out" / "pred.csv")
 
 
 def test_folder_without_images(pretrained, tmp_path):
@@ -112,8 +112,8 @@ def test_unreadable_image_is_named(pretrained, tmp_path):
     Image.new("L", (16, 16)).save(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"not a png at all")
     with pytest.raises(ValueError, match="broken.png"):
-        run_cli(pretrained, tmp_path, tmp_path / "pred.csv")
-    assert not (tmp_path / "pred.csv").exists()
+        run_cli(pretrained, tmp_path, tmp_path / "out" / "pred.csv")
+    assert not (tmp_path / "out" / "pred.csv").exists()
 
 
 def test_missing_folder_and_checkpoint(pretrained, tmp_path):

@@ -159,7 +159,7 @@ def test_cpu_offload_without_an_accelerator_gives_diffusers_own_message(name, me
         getattr(pipe, method)()
     raised_in = traceback.extract_tb(raised.value.__traceback__)[-1].filename
     assert "diffusers" in Path(raised_in).parts and "pipelines" in Path(raised_in).parts, raised_in
-    assert str(REPO_ROOT) not in raised_in
+    assert "site-packages" in Path(raised_in).parts, raised_in  # diffusers' own code (a venv may sit in the checkout)
 
 
 @pytest.mark.parametrize("pipeline_class", [ConditionalDDPMPipeline, DDIMFromNoisePipeline])
