@@ -147,7 +147,10 @@ def test_every_endpoint_answers(client, tmp_path):
 
     frames = call(client, ["3"], 1, 2.0, "dpm", 10, 0, SMALL, api_name="/reverse_process")
     assert [frame["caption"] for frame in (frames[0], frames[-1])] == ["t = 400", "t = 0"]
-    np.testing.assert_array_equal(pixels(frames[-1]["image"]), pixels(gallery[0]["image"]))
+    # the same digit from the same noise; the reverse process samples it alone and the gallery in a batch of four,
+    # whose convolutions may round one pixel one grey level apart (seen in CI: 1 of 2352 values)
+    difference = np.abs(pixels(frames[-1]["image"]).astype(int) - pixels(gallery[0]["image"]).astype(int))
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01, difference.max()
 
     pair = call(client, None, "00", "01", 0.0, "slerp", 0.0, 10, 0, api_name="/ddim")
     assert [item["caption"].split(",")[0] for item in pair] == ["00.pt", "slerp alpha = 0", "01.pt"]
